@@ -1,0 +1,363 @@
+#include "cm_loop.h"
+#include "cm_log.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+
+struct cm_hook {
+	cm_fn fn;
+	void *arg;
+};
+
+struct cm_loop {
+	struct io_uring ring;
+	bool stop;
+	uint64_t now;
+	struct {
+		cm_cqe_fn fn;
+		void *ctx;
+	} kinds[CM_K_MAX];
+	struct cm_hook *turn;
+	unsigned nturn;
+	struct cm_hook *deferred;
+	unsigned ndeferred, capdeferred;
+};
+
+struct cm_msg {
+	cm_fn fn;
+	void *arg;
+	struct cm_loop *to;
+};
+
+struct cm_timer {
+	struct cm_loop *loop;
+	struct __kernel_timespec ts;
+	uint64_t ms;
+	bool repeat, stopped, armed;
+	cm_fn fn;
+	void *arg;
+};
+
+struct cm_poll {
+	struct cm_loop *loop;
+	bool multishot, stopped, armed;
+	int fd;
+	unsigned events;
+	cm_poll_fn fn;
+	void *arg;
+};
+
+uint64_t cm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t cm_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_msg(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct cm_msg *m = cm_ud_to_ptr(cqe->user_data);
+	(void)ctx;
+	m->fn(m->arg);
+	free(m);
+}
+
+static void on_msgsent(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct cm_loop *loop = ctx;
+	struct cm_msg *m = cm_ud_to_ptr(cqe->user_data);
+	struct io_uring_sqe *sqe;
+
+	if (cqe->res >= 0)
+		return;
+	/* The target's completion queue was full (or busy): send again. */
+	cm_warn("MSG_RING failed (%s); retrying", strerror(-cqe->res));
+	sqe = cm_loop_sqe(loop);
+	io_uring_prep_msg_ring(sqe, m->to->ring.ring_fd, 0, cm_ud_ptr(CM_K_MSG, m), 0);
+	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_MSGSENT, m));
+}
+
+static void timer_arm(struct cm_timer *t)
+{
+	struct io_uring_sqe *sqe = cm_loop_sqe(t->loop);
+	t->ts.tv_sec = (long long)(t->ms / 1000);
+	t->ts.tv_nsec = (long long)(t->ms % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &t->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_TIMER, t));
+	t->armed = true;
+}
+
+static void on_timer(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct cm_timer *t = cm_ud_to_ptr(cqe->user_data);
+	(void)ctx;
+	t->armed = false;
+	if (t->stopped) {
+		free(t);
+		return;
+	}
+	if (t->repeat)
+		timer_arm(t);
+	t->fn(t->arg);
+	if (!t->repeat && !t->armed)
+		t->stopped = true, free(t);
+}
+
+static void poll_arm(struct cm_poll *p)
+{
+	struct io_uring_sqe *sqe = cm_loop_sqe(p->loop);
+	if (p->multishot)
+		io_uring_prep_poll_multishot(sqe, p->fd, p->events);
+	else
+		io_uring_prep_poll_add(sqe, p->fd, p->events);
+	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_POLL, p));
+	p->armed = true;
+}
+
+static void on_poll(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct cm_poll *p = cm_ud_to_ptr(cqe->user_data);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	(void)ctx;
+
+	if (!more)
+		p->armed = false;
+	if (p->stopped) {
+		if (!p->armed)
+			free(p);
+		return;
+	}
+	if (cqe->res < 0) {
+		if (cqe->res == -ECANCELED && p->multishot && !more) {
+			poll_arm(p); /* multishot ended by the kernel: re-arm */
+			return;
+		}
+		p->fn(p->arg, POLLERR);
+	} else {
+		p->fn(p->arg, cqe->res);
+	}
+	if (p->stopped) {
+		if (!p->armed)
+			free(p);
+		return;
+	}
+	if (!p->multishot) {
+		p->stopped = true;
+		free(p);
+	} else if (!more) {
+		poll_arm(p); /* multishot poll can end without F_MORE: re-arm */
+	}
+}
+
+struct cm_loop *cm_loop_new(unsigned entries)
+{
+	struct cm_loop *loop = cm_xcalloc(1, sizeof(*loop));
+	struct io_uring_params p;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	p.cq_entries = entries * 4;
+	ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+	}
+	if (ret < 0) {
+		cm_error("io_uring_queue_init: %s", strerror(-ret));
+		abort();
+	}
+	loop->now = cm_now_ms();
+	cm_loop_set_kind(loop, CM_K_MSG, on_msg, loop);
+	cm_loop_set_kind(loop, CM_K_MSGSENT, on_msgsent, loop);
+	cm_loop_set_kind(loop, CM_K_TIMER, on_timer, loop);
+	cm_loop_set_kind(loop, CM_K_POLL, on_poll, loop);
+	return loop;
+}
+
+void cm_loop_free(struct cm_loop *loop)
+{
+	if (!loop)
+		return;
+	io_uring_queue_exit(&loop->ring);
+	free(loop->turn);
+	free(loop->deferred);
+	free(loop);
+}
+
+struct io_uring *cm_loop_ring(struct cm_loop *loop) { return &loop->ring; }
+int cm_loop_ring_fd(struct cm_loop *loop) { return loop->ring.ring_fd; }
+uint64_t cm_loop_now(struct cm_loop *loop) { return loop->now; }
+void cm_loop_stop(struct cm_loop *loop) { loop->stop = true; }
+
+struct io_uring_sqe *cm_loop_sqe(struct cm_loop *loop)
+{
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(&loop->ring))) {
+		int ret = io_uring_submit(&loop->ring);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			cm_error("io_uring_submit: %s", strerror(-ret));
+			abort();
+		}
+	}
+	return sqe;
+}
+
+void cm_loop_set_kind(struct cm_loop *loop, unsigned kind, cm_cqe_fn fn, void *ctx)
+{
+	CM_ASSERT(kind < CM_K_MAX);
+	loop->kinds[kind].fn = fn;
+	loop->kinds[kind].ctx = ctx;
+}
+
+void cm_loop_on_turn(struct cm_loop *loop, cm_fn fn, void *arg)
+{
+	loop->turn = cm_xrealloc(loop->turn, (loop->nturn + 1) * sizeof(*loop->turn));
+	loop->turn[loop->nturn].fn = fn;
+	loop->turn[loop->nturn].arg = arg;
+	loop->nturn++;
+}
+
+void cm_loop_defer(struct cm_loop *loop, cm_fn fn, void *arg)
+{
+	if (loop->ndeferred == loop->capdeferred) {
+		loop->capdeferred = loop->capdeferred ? loop->capdeferred * 2 : 64;
+		loop->deferred = cm_xrealloc(loop->deferred,
+					     loop->capdeferred * sizeof(*loop->deferred));
+	}
+	loop->deferred[loop->ndeferred].fn = fn;
+	loop->deferred[loop->ndeferred].arg = arg;
+	loop->ndeferred++;
+}
+
+void cm_loop_post(struct cm_loop *from, struct cm_loop *to, cm_fn fn, void *arg)
+{
+	struct cm_msg *m = cm_xmalloc(sizeof(*m));
+	struct io_uring_sqe *sqe;
+
+	m->fn = fn;
+	m->arg = arg;
+	m->to = to;
+	sqe = cm_loop_sqe(from);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, cm_ud_ptr(CM_K_MSG, m), 0);
+	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_MSGSENT, m));
+}
+
+struct cm_timer *cm_timer_start(struct cm_loop *loop, uint64_t ms, bool repeat,
+				cm_fn fn, void *arg)
+{
+	struct cm_timer *t = cm_xcalloc(1, sizeof(*t));
+	t->loop = loop;
+	t->ms = ms ? ms : 1;
+	t->repeat = repeat;
+	t->fn = fn;
+	t->arg = arg;
+	timer_arm(t);
+	return t;
+}
+
+void cm_timer_stop(struct cm_timer *t)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!t || t->stopped)
+		return;
+	t->stopped = true;
+	if (!t->armed) {
+		free(t);
+		return;
+	}
+	sqe = cm_loop_sqe(t->loop);
+	io_uring_prep_timeout_remove(sqe, cm_ud_ptr(CM_K_TIMER, t), 0);
+	io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
+}
+
+struct cm_poll *cm_poll_start(struct cm_loop *loop, int fd, unsigned events,
+			      bool multishot, cm_poll_fn fn, void *arg)
+{
+	struct cm_poll *p = cm_xcalloc(1, sizeof(*p));
+	p->loop = loop;
+	p->fd = fd;
+	p->events = events;
+	p->multishot = multishot;
+	p->fn = fn;
+	p->arg = arg;
+	poll_arm(p);
+	return p;
+}
+
+void cm_poll_stop(struct cm_poll *p)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!p || p->stopped)
+		return;
+	p->stopped = true;
+	if (!p->armed) {
+		free(p);
+		return;
+	}
+	sqe = cm_loop_sqe(p->loop);
+	io_uring_prep_poll_remove(sqe, cm_ud_ptr(CM_K_POLL, p));
+	io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
+}
+
+static void dispatch(struct cm_loop *loop, struct io_uring_cqe *cqe)
+{
+	unsigned kind = cm_ud_kind(cqe->user_data);
+	if (kind == CM_K_NONE)
+		return;
+	CM_ASSERT(loop->kinds[kind].fn != NULL);
+	loop->kinds[kind].fn(loop->kinds[kind].ctx, cqe);
+}
+
+int cm_loop_run(struct cm_loop *loop)
+{
+	while (!loop->stop) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n;
+		int ret;
+
+		ret = io_uring_submit_and_wait(&loop->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
+			cm_error("io_uring_submit_and_wait: %s", strerror(-ret));
+			return ret;
+		}
+		loop->now = cm_now_ms();
+		do {
+			n = 0;
+			io_uring_for_each_cqe(&loop->ring, head, cqe) {
+				dispatch(loop, cqe);
+				n++;
+			}
+			io_uring_cq_advance(&loop->ring, n);
+		} while (n);
+		for (unsigned i = 0; i < loop->nturn; i++)
+			loop->turn[i].fn(loop->turn[i].arg);
+		/* Deferred work may defer more; run until none is left. */
+		for (unsigned i = 0; i < loop->ndeferred; i++)
+			loop->deferred[i].fn(loop->deferred[i].arg);
+		loop->ndeferred = 0;
+	}
+	return 0;
+}
