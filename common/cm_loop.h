@@ -28,7 +28,8 @@ enum {
 	CM_K_MSGSENT,    /* our MSG_RING submission completing */
 	CM_K_TIMER,
 	CM_K_POLL,
-	CM_K_USER = 16,  /* first kind for the loop's owner */
+	CM_K_ADMIN,      /* cm_admin's sockets */
+	CM_K_USER = 16,  /* first kind for the loop's owner (gw_, rt_, ld_) */
 	CM_K_MAX = 256,
 };
 
