@@ -7,15 +7,55 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef IORING_SETUP_SINGLE_ISSUER
-#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
-#endif
-#ifndef IORING_SETUP_DEFER_TASKRUN
-#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
-#endif
 
 struct cm_hook {
 	cm_fn fn;
+	void *arg;
+};
+
+struct cm_msg {
+	cm_fn fn;
+	void *arg;
+	struct cm_loop *to;
+};
+
+/* Timers and watchers the kernel may still hold are listed on their loop so
+ * that cm_loop_free() can release them. */
+struct cm_link {
+	struct cm_link *prev, *next;
+};
+
+static void link_add(struct cm_link *head, struct cm_link *l)
+{
+	l->next = head->next;
+	l->prev = head;
+	head->next->prev = l;
+	head->next = l;
+}
+
+static void link_del(struct cm_link *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+}
+
+struct cm_timer {
+	struct cm_link link; /* first: the list frees through it */
+	struct cm_loop *loop;
+	struct __kernel_timespec ts;
+	uint64_t ms;
+	bool repeat, stopped, armed;
+	cm_fn fn;
+	void *arg;
+};
+
+struct cm_poll {
+	struct cm_link link;
+	struct cm_loop *loop;
+	bool multishot, stopped, armed;
+	int fd;
+	unsigned events;
+	cm_poll_fn fn;
 	void *arg;
 };
 
@@ -31,31 +71,21 @@ struct cm_loop {
 	unsigned nturn;
 	struct cm_hook *deferred;
 	unsigned ndeferred, capdeferred;
+	struct cm_link live; /* timers and poll watchers */
 };
 
-struct cm_msg {
-	cm_fn fn;
-	void *arg;
-	struct cm_loop *to;
-};
+static void timer_free(struct cm_timer *t)
+{
+	link_del(&t->link);
+	free(t);
+}
 
-struct cm_timer {
-	struct cm_loop *loop;
-	struct __kernel_timespec ts;
-	uint64_t ms;
-	bool repeat, stopped, armed;
-	cm_fn fn;
-	void *arg;
-};
+static void poll_free(struct cm_poll *p)
+{
+	link_del(&p->link);
+	free(p);
+}
 
-struct cm_poll {
-	struct cm_loop *loop;
-	bool multishot, stopped, armed;
-	int fd;
-	unsigned events;
-	cm_poll_fn fn;
-	void *arg;
-};
 
 uint64_t cm_now_ms(void)
 {
@@ -110,14 +140,15 @@ static void on_timer(void *ctx, struct io_uring_cqe *cqe)
 	(void)ctx;
 	t->armed = false;
 	if (t->stopped) {
-		free(t);
+		timer_free(t);
 		return;
 	}
 	if (t->repeat)
 		timer_arm(t);
 	t->fn(t->arg);
-	if (!t->repeat && !t->armed)
-		t->stopped = true, free(t);
+	/* fn may have stopped the timer (freed then, if unarmed) */
+	if (!t->repeat && !t->stopped)
+		timer_free(t);
 }
 
 static void poll_arm(struct cm_poll *p)
@@ -141,7 +172,7 @@ static void on_poll(void *ctx, struct io_uring_cqe *cqe)
 		p->armed = false;
 	if (p->stopped) {
 		if (!p->armed)
-			free(p);
+			poll_free(p);
 		return;
 	}
 	if (cqe->res < 0) {
@@ -155,12 +186,11 @@ static void on_poll(void *ctx, struct io_uring_cqe *cqe)
 	}
 	if (p->stopped) {
 		if (!p->armed)
-			free(p);
+			poll_free(p);
 		return;
 	}
 	if (!p->multishot) {
-		p->stopped = true;
-		free(p);
+		poll_free(p);
 	} else if (!more) {
 		poll_arm(p); /* multishot poll can end without F_MORE: re-arm */
 	}
@@ -173,7 +203,9 @@ struct cm_loop *cm_loop_new(unsigned entries)
 	int ret;
 
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	/* Not SINGLE_ISSUER/DEFER_TASKRUN: a loop may be created on one thread
+	 * and run on another. COOP_TASKRUN spares the IPIs all the same. */
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	p.cq_entries = entries * 4;
 	ret = io_uring_queue_init_params(entries, &loop->ring, &p);
 	if (ret == -EINVAL) {
@@ -187,6 +219,7 @@ struct cm_loop *cm_loop_new(unsigned entries)
 		abort();
 	}
 	loop->now = cm_now_ms();
+	loop->live.next = loop->live.prev = &loop->live;
 	cm_loop_set_kind(loop, CM_K_MSG, on_msg, loop);
 	cm_loop_set_kind(loop, CM_K_MSGSENT, on_msgsent, loop);
 	cm_loop_set_kind(loop, CM_K_TIMER, on_timer, loop);
@@ -199,6 +232,11 @@ void cm_loop_free(struct cm_loop *loop)
 	if (!loop)
 		return;
 	io_uring_queue_exit(&loop->ring);
+	while (loop->live.next != &loop->live) {
+		struct cm_link *l = loop->live.next;
+		link_del(l);
+		free(l); /* the link is the first member of a timer or a watcher */
+	}
 	free(loop->turn);
 	free(loop->deferred);
 	free(loop);
@@ -272,6 +310,7 @@ struct cm_timer *cm_timer_start(struct cm_loop *loop, uint64_t ms, bool repeat,
 	t->repeat = repeat;
 	t->fn = fn;
 	t->arg = arg;
+	link_add(&loop->live, &t->link);
 	timer_arm(t);
 	return t;
 }
@@ -284,7 +323,7 @@ void cm_timer_stop(struct cm_timer *t)
 		return;
 	t->stopped = true;
 	if (!t->armed) {
-		free(t);
+		timer_free(t);
 		return;
 	}
 	sqe = cm_loop_sqe(t->loop);
@@ -302,6 +341,7 @@ struct cm_poll *cm_poll_start(struct cm_loop *loop, int fd, unsigned events,
 	p->multishot = multishot;
 	p->fn = fn;
 	p->arg = arg;
+	link_add(&loop->live, &p->link);
 	poll_arm(p);
 	return p;
 }
@@ -314,7 +354,7 @@ void cm_poll_stop(struct cm_poll *p)
 		return;
 	p->stopped = true;
 	if (!p->armed) {
-		free(p);
+		poll_free(p);
 		return;
 	}
 	sqe = cm_loop_sqe(p->loop);
@@ -359,5 +399,8 @@ int cm_loop_run(struct cm_loop *loop)
 			loop->deferred[i].fn(loop->deferred[i].arg);
 		loop->ndeferred = 0;
 	}
+	/* What the last turn queued (close frames, posts) still goes out. */
+	io_uring_submit(&loop->ring);
+	loop->stop = false;
 	return 0;
 }

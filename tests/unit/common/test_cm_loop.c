@@ -1,0 +1,187 @@
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "cm_loop.h"
+
+struct counter {
+	struct cm_loop *loop;
+	int n, stop_at;
+};
+
+static void count_and_maybe_stop(void *arg)
+{
+	struct counter *c = arg;
+	if (++c->n == c->stop_at)
+		cm_loop_stop(c->loop);
+}
+
+Test(cm_loop, repeating_timer_fires_until_stopped)
+{
+	struct counter c = { .loop = cm_loop_new(64), .stop_at = 3 };
+	uint64_t t0 = cm_now_ms();
+	cm_timer_start(c.loop, 10, true, count_and_maybe_stop, &c);
+	cr_assert_eq(cm_loop_run(c.loop), 0);
+	cr_assert_eq(c.n, 3);
+	cr_assert_geq(cm_now_ms() - t0, 20);
+	cm_loop_free(c.loop);
+}
+
+static void never(void *arg)
+{
+	(void)arg;
+	cr_assert_fail("a stopped timer fired");
+}
+
+Test(cm_loop, stopped_timer_never_fires)
+{
+	struct counter c = { .loop = cm_loop_new(64), .stop_at = 1 };
+	struct cm_timer *t = cm_timer_start(c.loop, 5, false, never, NULL);
+	cm_timer_stop(t);
+	cm_timer_start(c.loop, 30, false, count_and_maybe_stop, &c);
+	cr_assert_eq(cm_loop_run(c.loop), 0);
+	cr_assert_eq(c.n, 1);
+	cm_loop_free(c.loop);
+}
+
+struct turn {
+	struct cm_loop *loop;
+	int turns, deferred;
+};
+
+static void on_deferred(void *arg)
+{
+	((struct turn *)arg)->deferred++;
+}
+
+static void on_turn(void *arg)
+{
+	struct turn *t = arg;
+	if (++t->turns == 1)
+		cm_loop_defer(t->loop, on_deferred, t);
+	else
+		cm_loop_stop(t->loop);
+}
+
+static void wake(void *arg)
+{
+	(void)arg;
+}
+
+Test(cm_loop, turn_hook_runs_each_turn_and_defer_runs_once)
+{
+	struct turn t = { .loop = cm_loop_new(64) };
+	cm_loop_on_turn(t.loop, on_turn, &t);
+	cm_timer_start(t.loop, 1, false, wake, NULL);
+	cm_timer_start(t.loop, 20, false, wake, NULL);
+	cr_assert_eq(cm_loop_run(t.loop), 0);
+	cr_assert_eq(t.turns, 2);
+	cr_assert_eq(t.deferred, 1);
+	cm_loop_free(t.loop);
+}
+
+struct pipe_ctx {
+	struct cm_loop *loop;
+	int fd;
+	char got[16];
+	int n;
+};
+
+static void on_readable(void *arg, int revents)
+{
+	struct pipe_ctx *p = arg;
+	cr_assert(revents & POLLIN);
+	ssize_t r = read(p->fd, p->got + p->n, sizeof(p->got) - (size_t)p->n);
+	cr_assert_gt(r, 0);
+	p->n += (int)r;
+	if (p->n >= 2)
+		cm_loop_stop(p->loop);
+}
+
+static void write_b(void *arg)
+{
+	int *fd = arg;
+	cr_assert_eq(write(*fd, "b", 1), 1);
+}
+
+Test(cm_loop, multishot_poll_fires_on_each_event)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	struct pipe_ctx p = { .loop = cm_loop_new(64), .fd = fds[0] };
+	cm_poll_start(p.loop, fds[0], POLLIN, true, on_readable, &p);
+	cr_assert_eq(write(fds[1], "a", 1), 1);
+	cm_timer_start(p.loop, 10, false, write_b, &fds[1]);
+	cr_assert_eq(cm_loop_run(p.loop), 0);
+	cr_assert_eq(p.n, 2);
+	cr_assert_eq(memcmp(p.got, "ab", 2), 0);
+	cm_loop_free(p.loop);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Two loops on two threads: posts from one run on the other, in order. */
+struct xthread {
+	struct cm_loop *a, *b;
+	atomic_int received;
+	int order_ok;
+	int last;
+	pthread_t self_b;
+};
+
+struct xmsg {
+	struct xthread *x;
+	int seq;
+};
+
+static void on_xmsg(void *arg)
+{
+	struct xmsg *m = arg;
+	struct xthread *x = m->x;
+	if (!pthread_equal(pthread_self(), x->self_b) || m->seq != x->last + 1)
+		x->order_ok = 0;
+	x->last = m->seq;
+	if (atomic_fetch_add(&x->received, 1) + 1 == 1000)
+		cm_loop_stop(x->b);
+	free(m);
+}
+
+static void send_all(void *arg)
+{
+	struct xthread *x = arg;
+	for (int i = 1; i <= 1000; i++) {
+		struct xmsg *m = malloc(sizeof(*m));
+		m->x = x;
+		m->seq = i;
+		cm_loop_post(x->a, x->b, on_xmsg, m);
+	}
+	cm_loop_stop(x->a);
+}
+
+static void *run_b(void *arg)
+{
+	struct xthread *x = arg;
+	cm_loop_run(x->b);
+	return NULL;
+}
+
+Test(cm_loop, post_delivers_to_the_other_thread_in_order)
+{
+	struct xthread x = { .order_ok = 1 };
+	pthread_t tb;
+	x.a = cm_loop_new(256);
+	x.b = cm_loop_new(256);
+	/* keep b alive until the messages arrive */
+	cm_timer_start(x.b, 5000, false, wake, NULL);
+	cr_assert_eq(pthread_create(&tb, NULL, run_b, &x), 0);
+	x.self_b = tb;
+	cm_timer_start(x.a, 1, false, send_all, &x);
+	cr_assert_eq(cm_loop_run(x.a), 0);
+	pthread_join(tb, NULL);
+	cr_assert_eq(atomic_load(&x.received), 1000);
+	cr_assert(x.order_ok);
+	cm_loop_free(x.a);
+	cm_loop_free(x.b);
+}
