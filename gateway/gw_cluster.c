@@ -1,0 +1,559 @@
+/* gw_cluster — the gateway's link to the router (see gw_cluster.h).
+ *
+ * Two Redis connections: a subscriber on <prefix>:gw:<id> and a publisher
+ * for GatewayEvents on <prefix>:router. Hello goes out once both are up
+ * (first connect and every reconnect); the router answers it with a
+ * ResyncRequest, which runs the resync callback. Interest adds wait for the
+ * router's ack: resent every second, given up after 5 s. */
+#include "gw_cluster.h"
+
+#include "cm_log.h"
+#include "cm_loop.h"
+#include "cm_redis.h"
+#include "proto/cluster.pb-c.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define GW_CLUSTER_VERSION 1
+#define GW_TICK_MS 100
+#define GW_HEARTBEAT_MS 500
+#define GW_ACK_RESEND_MS 1000
+#define GW_ACK_GIVEUP_MS 5000
+/* Router frames are at most ~256 KiB of batch plus one payload (<= 1 MiB). */
+#define GW_MAX_FRAME (8u << 20)
+/* One resync answer chunk: this many names or bytes, whichever comes first. */
+#define GW_RESYNC_CHUNK_NAMES 512
+#define GW_RESYNC_CHUNK_BYTES (32u << 10)
+
+struct gw_pending {
+	uint64_t id;
+	char *stream;
+	size_t len;
+	uint64_t first, last_sent;
+	bool superseded;   /* a remove followed: never resend */
+	bool finished;
+	void (*done)(void *arg, bool ok);
+	void *arg;
+};
+
+struct gw_names {
+	ProtobufCBinaryData *v;
+	size_t n, cap;
+};
+
+struct gw_cluster {
+	struct cm_loop *loop;
+	struct gw_cluster_cbs cbs;
+	void *ctx;
+	char *prefix, *id, *version;
+	size_t id_len;
+	unsigned threads;
+	char *router_chan, *my_chan;
+	uint64_t boot_id;
+
+	struct cm_redis *sub, *pub;
+	bool subscribed, hello_sent;
+	uint64_t router_boot;
+
+	struct cm_timer *tick;
+	uint64_t last_hb, hb_seq;
+	uint64_t ccu, streams;
+
+	/* Interest adds waiting for an ack, sorted by id (ids only grow). */
+	struct gw_pending *pend;
+	size_t npend, cappend, nfinished;
+	uint64_t next_req;
+
+	/* Resync in progress. */
+	bool resyncing;
+	uint64_t resync_epoch;
+	bool resync_again;
+	uint64_t resync_next_epoch;
+	struct gw_names rs_streams, rs_users;
+	size_t rs_bytes;
+
+	uint64_t reconnects_base;
+	uint64_t frames_in, frames_bad, deliveries_in;
+};
+
+/* ----------------------------------------------------------------- sending */
+
+static bool send_event(struct gw_cluster *c, Herald__Cluster__GatewayEvent *ev)
+{
+	redisAsyncContext *ac = cm_redis_ctx(c->pub);
+	uint8_t stackbuf[512], *buf = stackbuf;
+	size_t len;
+
+	if (!ac)
+		return false;
+	ev->version = GW_CLUSTER_VERSION;
+	ev->gateway_id.data = (uint8_t *)c->id;
+	ev->gateway_id.len = c->id_len;
+	ev->boot_id = c->boot_id;
+	len = herald__cluster__gateway_event__get_packed_size(ev);
+	if (len > sizeof(stackbuf))
+		buf = cm_xmalloc(len);
+	herald__cluster__gateway_event__pack(ev, buf);
+	redisAsyncCommand(ac, NULL, NULL, "PUBLISH %s %b", c->router_chan, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+	return true;
+}
+
+static void send_hello(struct gw_cluster *c)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Hello h = HERALD__CLUSTER__HELLO__INIT;
+
+	h.threads = c->threads;
+	h.version = c->version;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HELLO;
+	ev.hello = &h;
+	c->hello_sent = send_event(c, &ev);
+}
+
+static void send_heartbeat(struct gw_cluster *c)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Heartbeat h = HERALD__CLUSTER__HEARTBEAT__INIT;
+
+	h.ccu = c->ccu;
+	h.streams = c->streams;
+	h.seq = ++c->hb_seq;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT;
+	ev.heartbeat = &h;
+	send_event(c, &ev);
+}
+
+static void send_interest(struct gw_cluster *c, const char *stream, size_t len, bool add,
+			  uint64_t req)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Interest in = HERALD__CLUSTER__INTEREST__INIT;
+
+	in.stream.data = (uint8_t *)stream;
+	in.stream.len = len;
+	in.add = add;
+	in.request_id = req;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_INTEREST;
+	ev.interest = &in;
+	send_event(c, &ev);
+}
+
+static void maybe_hello(struct gw_cluster *c)
+{
+	if (!c->hello_sent && c->subscribed && cm_redis_up(c->pub)) {
+		send_hello(c);
+		send_heartbeat(c);
+	}
+}
+
+/* ------------------------------------------------------- pending interests */
+
+static struct gw_pending *pend_find(struct gw_cluster *c, uint64_t id)
+{
+	size_t lo = 0, hi = c->npend;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->pend[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < c->npend && c->pend[lo].id == id && !c->pend[lo].finished)
+		return &c->pend[lo];
+	return NULL;
+}
+
+static void pend_finish(struct gw_cluster *c, struct gw_pending *p, bool ok)
+{
+	void (*done)(void *, bool) = p->done;
+	void *arg = p->arg;
+
+	p->finished = true;
+	free(p->stream);
+	p->stream = NULL;
+	c->nfinished++;
+	if (done)
+		done(arg, ok);
+}
+
+/* Drops finished entries (keeps the array sorted). */
+static void pend_compact(struct gw_cluster *c)
+{
+	size_t j = 0;
+
+	if (!c->nfinished)
+		return;
+	for (size_t i = 0; i < c->npend; i++)
+		if (!c->pend[i].finished)
+			c->pend[j++] = c->pend[i];
+	c->npend = j;
+	c->nfinished = 0;
+}
+
+static void pend_tick(struct gw_cluster *c, uint64_t now)
+{
+	/* done() may add new pending entries (realloc): index, never pointers. */
+	size_t n = c->npend;
+
+	for (size_t i = 0; i < n && i < c->npend; i++) {
+		struct gw_pending *p = &c->pend[i];
+		if (p->finished)
+			continue;
+		if (now - p->first >= GW_ACK_GIVEUP_MS) {
+			cm_warn("cluster: no ack for interest in %.*s; giving up",
+				(int)p->len, p->stream);
+			pend_finish(c, p, false);
+			continue;
+		}
+		if (!p->superseded && now - p->last_sent >= GW_ACK_RESEND_MS) {
+			p->last_sent = now;
+			send_interest(c, p->stream, p->len, true, p->id);
+		}
+	}
+	pend_compact(c);
+}
+
+/* ------------------------------------------------------------------ resync */
+
+static void names_push(struct gw_names *v, const char *s, size_t len)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 64;
+		v->v = cm_xrealloc(v->v, v->cap * sizeof(*v->v));
+	}
+	v->v[v->n].data = (uint8_t *)cm_xstrndup(s, len);
+	v->v[v->n].len = len;
+	v->n++;
+}
+
+static void names_clear(struct gw_names *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		free(v->v[i].data);
+	v->n = 0;
+}
+
+static void resync_flush(struct gw_cluster *c, bool done)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__ResyncAnswer ra = HERALD__CLUSTER__RESYNC_ANSWER__INIT;
+
+	ra.epoch = c->resync_epoch;
+	ra.streams = c->rs_streams.v;
+	ra.n_streams = c->rs_streams.n;
+	ra.users = c->rs_users.v;
+	ra.n_users = c->rs_users.n;
+	ra.done = done;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_RESYNC_ANSWER;
+	ev.resync_answer = &ra;
+	send_event(c, &ev);
+	names_clear(&c->rs_streams);
+	names_clear(&c->rs_users);
+	c->rs_bytes = 0;
+}
+
+static void resync_start(struct gw_cluster *c, uint64_t epoch)
+{
+	if (c->resyncing) {
+		/* The callback is still collecting: answer the newer request
+		 * with a fresh pass once this one is done. */
+		c->resync_again = true;
+		c->resync_next_epoch = epoch;
+		return;
+	}
+	c->resyncing = true;
+	c->resync_epoch = epoch;
+	if (c->cbs.resync)
+		c->cbs.resync(c->ctx);
+	else
+		gw_cluster_resync_done(c);
+}
+
+void gw_cluster_resync_add(struct gw_cluster *c, bool is_user, const char *name, size_t len)
+{
+	if (!c->resyncing)
+		return;
+	names_push(is_user ? &c->rs_users : &c->rs_streams, name, len);
+	c->rs_bytes += len + 4;
+	if (c->rs_streams.n + c->rs_users.n >= GW_RESYNC_CHUNK_NAMES ||
+	    c->rs_bytes >= GW_RESYNC_CHUNK_BYTES)
+		resync_flush(c, false);
+}
+
+void gw_cluster_resync_done(struct gw_cluster *c)
+{
+	if (!c->resyncing)
+		return;
+	resync_flush(c, true);
+	c->resyncing = false;
+	if (c->resync_again) {
+		c->resync_again = false;
+		resync_start(c, c->resync_next_epoch);
+	}
+}
+
+/* --------------------------------------------------------------- receiving */
+
+static void on_router_frame(struct gw_cluster *c, const uint8_t *p, size_t len)
+{
+	Herald__Cluster__RouterMessage *m;
+	bool boot_changed;
+
+	c->frames_in++;
+	if (len > GW_MAX_FRAME) {
+		c->frames_bad++;
+		return;
+	}
+	m = herald__cluster__router_message__unpack(NULL, len, p);
+	if (!m || m->version == 0) {
+		if (m)
+			herald__cluster__router_message__free_unpacked(m, NULL);
+		c->frames_bad++;
+		if (c->frames_bad < 10 || c->frames_bad % 1000 == 0)
+			cm_warn("cluster: malformed router frame (%zu bytes) dropped", len);
+		return;
+	}
+	boot_changed = c->router_boot && m->router_boot_id != c->router_boot;
+	c->router_boot = m->router_boot_id;
+
+	for (size_t i = 0; i < m->n_deliveries; i++) {
+		const Herald__Cluster__Delivery *d = m->deliveries[i];
+		c->deliveries_in++;
+		switch (d->kind) {
+		case HERALD__CLUSTER__DELIVERY__KIND__STREAM:
+			if (d->name.len && c->cbs.deliver_stream)
+				c->cbs.deliver_stream(c->ctx, (const char *)d->name.data, d->name.len,
+						      d->offset, d->data.data, d->data.len);
+			break;
+		case HERALD__CLUSTER__DELIVERY__KIND__USER:
+			if (d->name.len && c->cbs.deliver_user)
+				c->cbs.deliver_user(c->ctx, (const char *)d->name.data, d->name.len,
+						    d->offset, d->data.data, d->data.len);
+			break;
+		case HERALD__CLUSTER__DELIVERY__KIND__ALL:
+			if (c->cbs.deliver_all)
+				c->cbs.deliver_all(c->ctx, d->data.data, d->data.len);
+			break;
+		default:
+			break; /* a kind from a newer router: not for us */
+		}
+	}
+	if (m->n_deliveries && c->cbs.batch_end)
+		c->cbs.batch_end(c->ctx);
+	for (size_t i = 0; i < m->n_interest_acks; i++) {
+		struct gw_pending *pd = pend_find(c, m->interest_acks[i]);
+		if (pd)
+			pend_finish(c, pd, true);
+	}
+	if (m->resync_request)
+		resync_start(c, m->resync_request->epoch);
+	else if (boot_changed)
+		send_hello(c); /* a new router: it will ask for a resync */
+	herald__cluster__router_message__free_unpacked(m, NULL);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct gw_cluster *c = priv;
+	redisReply *r = reply;
+	(void)ac;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
+		return;
+	if (r->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (!strcmp(r->element[0]->str, "subscribe")) {
+		c->subscribed = true;
+		maybe_hello(c);
+	} else if (!strcmp(r->element[0]->str, "message") &&
+		   r->element[2]->type == REDIS_REPLY_STRING) {
+		on_router_frame(c, (const uint8_t *)r->element[2]->str, r->element[2]->len);
+	}
+}
+
+static void sub_up(void *arg, redisAsyncContext *ac)
+{
+	struct gw_cluster *c = arg;
+	redisAsyncCommand(ac, on_sub_reply, c, "SUBSCRIBE %s", c->my_chan);
+}
+
+static void sub_down(void *arg)
+{
+	struct gw_cluster *c = arg;
+	c->subscribed = false;
+	c->hello_sent = false;
+}
+
+static void pub_up(void *arg, redisAsyncContext *ac)
+{
+	struct gw_cluster *c = arg;
+	(void)ac;
+	maybe_hello(c);
+}
+
+static void pub_down(void *arg)
+{
+	struct gw_cluster *c = arg;
+	c->hello_sent = false;
+}
+
+/* -------------------------------------------------------------------- tick */
+
+static void on_tick(void *arg)
+{
+	struct gw_cluster *c = arg;
+	uint64_t now = cm_loop_now(c->loop);
+
+	maybe_hello(c);
+	if (now - c->last_hb >= GW_HEARTBEAT_MS) {
+		c->last_hb = now;
+		send_heartbeat(c);
+	}
+	pend_tick(c, now);
+}
+
+/* -------------------------------------------------------------------- API */
+
+struct gw_cluster *gw_cluster_new(struct cm_loop *loop, const struct gw_cluster_opts *opts,
+				  const struct gw_cluster_cbs *cbs, void *ctx)
+{
+	struct gw_cluster *c = cm_xcalloc(1, sizeof(*c));
+	const struct cm_redis_cbs subcbs = { .up = sub_up, .down = sub_down };
+	const struct cm_redis_cbs pubcbs = { .up = pub_up, .down = pub_down };
+	size_t n;
+
+	c->loop = loop;
+	c->cbs = *cbs;
+	c->ctx = ctx;
+	c->prefix = cm_xstrndup(opts->prefix, strlen(opts->prefix));
+	c->id_len = strlen(opts->gateway_id);
+	c->id = cm_xstrndup(opts->gateway_id, c->id_len);
+	c->version = cm_xstrndup(opts->version ? opts->version : "", opts->version ? strlen(opts->version) : 0);
+	c->threads = opts->threads;
+	n = strlen(c->prefix) + c->id_len + 16;
+	c->router_chan = cm_xmalloc(n);
+	snprintf(c->router_chan, n, "%s:router", c->prefix);
+	c->my_chan = cm_xmalloc(n);
+	snprintf(c->my_chan, n, "%s:gw:%s", c->prefix, c->id);
+	if (getrandom(&c->boot_id, sizeof(c->boot_id), 0) != sizeof(c->boot_id))
+		c->boot_id = cm_wall_ms() ^ ((uint64_t)getpid() << 32);
+	c->boot_id |= 1; /* never 0 */
+	c->next_req = 1;
+	c->last_hb = cm_loop_now(loop);
+	c->sub = cm_redis_new(loop, opts->redis_host, opts->redis_port, "cluster-sub", &subcbs, c);
+	c->pub = cm_redis_new(loop, opts->redis_host, opts->redis_port, "cluster-pub", &pubcbs, c);
+	c->tick = cm_timer_start(loop, GW_TICK_MS, true, on_tick, c);
+	return c;
+}
+
+void gw_cluster_free(struct gw_cluster *c)
+{
+	redisAsyncContext *ac;
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Bye bye = HERALD__CLUSTER__BYE__INIT;
+
+	if (!c)
+		return;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_BYE;
+	ev.bye = &bye;
+	if (send_event(c, &ev) && (ac = cm_redis_ctx(c->pub)))
+		redisAsyncHandleWrite(ac); /* best effort: write it out now */
+	cm_timer_stop(c->tick);
+	cm_redis_free(c->sub);
+	cm_redis_free(c->pub);
+	for (size_t i = 0; i < c->npend; i++)
+		free(c->pend[i].stream);
+	free(c->pend);
+	names_clear(&c->rs_streams);
+	names_clear(&c->rs_users);
+	free(c->rs_streams.v);
+	free(c->rs_users.v);
+	free(c->prefix);
+	free(c->id);
+	free(c->version);
+	free(c->router_chan);
+	free(c->my_chan);
+	free(c);
+}
+
+void gw_cluster_interest(struct gw_cluster *c, const char *stream, size_t len, bool add,
+			 void (*done)(void *arg, bool ok), void *arg)
+{
+	struct gw_pending *p;
+
+	if (!add) {
+		/* A pending add of this stream must not be resent after this. */
+		for (size_t i = 0; i < c->npend; i++)
+			if (!c->pend[i].finished && c->pend[i].len == len &&
+			    !memcmp(c->pend[i].stream, stream, len))
+				c->pend[i].superseded = true;
+		send_interest(c, stream, len, false, 0);
+		if (done)
+			done(arg, true);
+		return;
+	}
+	if (c->npend == c->cappend) {
+		c->cappend = c->cappend ? c->cappend * 2 : 64;
+		c->pend = cm_xrealloc(c->pend, c->cappend * sizeof(*c->pend));
+	}
+	p = &c->pend[c->npend++];
+	memset(p, 0, sizeof(*p));
+	p->id = c->next_req++;
+	p->stream = cm_xstrndup(stream, len);
+	p->len = len;
+	p->first = p->last_sent = cm_loop_now(c->loop);
+	p->done = done;
+	p->arg = arg;
+	send_interest(c, stream, len, true, p->id);
+}
+
+void gw_cluster_user(struct gw_cluster *c, const char *uid, size_t len, bool online)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__UserPresence u = HERALD__CLUSTER__USER_PRESENCE__INIT;
+
+	u.uid.data = (uint8_t *)uid;
+	u.uid.len = len;
+	u.online = online;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_USER;
+	ev.user = &u;
+	send_event(c, &ev);
+}
+
+void gw_cluster_publish(struct gw_cluster *c, const char *stream, size_t stream_len,
+			const uint8_t *data, size_t len)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Publish p = HERALD__CLUSTER__PUBLISH__INIT;
+
+	p.stream.data = (uint8_t *)stream;
+	p.stream.len = stream_len;
+	p.data.data = (uint8_t *)data;
+	p.data.len = len;
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_PUBLISH;
+	ev.publish = &p;
+	send_event(c, &ev);
+}
+
+void gw_cluster_set_stats(struct gw_cluster *c, uint64_t ccu, uint64_t streams)
+{
+	c->ccu = ccu;
+	c->streams = streams;
+}
+
+void gw_cluster_get_stats(const struct gw_cluster *c, struct gw_cluster_stats *st)
+{
+	st->redis_up = c->subscribed && cm_redis_up(c->pub);
+	st->redis_reconnects = cm_redis_reconnects(c->sub) + cm_redis_reconnects(c->pub);
+	st->frames_in = c->frames_in;
+	st->frames_bad = c->frames_bad;
+	st->deliveries_in = c->deliveries_in;
+}
