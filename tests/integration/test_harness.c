@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "tests/integration/lib/th_proc.h"
+#include "tests/integration/lib/th_ws.h"
+#include "cm_ws.h"
 
 TestSuite(harness, .init = th_setup, .fini = th_teardown, .timeout = 60);
 
@@ -126,4 +130,120 @@ Test(harness, http_get_against_a_tiny_server)
 	free(body);
 	cr_assert_eq(th_http_get(port, "/missing", NULL, NULL), 404);
 	th_stop(p, 3000);
+}
+
+/* --- th_ws against an independent server (Python, OpenSSL) --- */
+
+static int start_fake(bool tls)
+{
+	int port = th_free_port();
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (tls) {
+		const char *c, *k;
+		th_make_cert("ec", &c, &k);
+		th_spawnl("fake_ws", "/usr/bin/python3", "tests/integration/lib/fake_ws.py", ps, c, k,
+			  NULL);
+	} else {
+		th_spawnl("fake_ws", "/usr/bin/python3", "tests/integration/lib/fake_ws.py", ps, NULL);
+	}
+	cr_assert_eq(th_wait_port(port, 10000), 0);
+	return port;
+}
+
+static void echo_checks(struct th_ws *ws)
+{
+	struct th_ws_msg m;
+	cr_assert_eq(th_ws_send_text(ws, "hello"), 0);
+	cr_assert_eq(th_ws_read(ws, &m, 5000), 1);
+	cr_assert_eq(m.opcode, CM_WS_TEXT);
+	cr_assert_eq(m.len, 5);
+	cr_assert_str_eq((char *)m.data, "hello");
+	th_ws_msg_free(&m);
+
+	/* fragmented with an interleaved ping: the ping comes first, then "abcdef" */
+	cr_assert_eq(th_ws_send_text(ws, "frag"), 0);
+	cr_assert_eq(th_ws_read(ws, &m, 5000), 1);
+	cr_assert_eq(m.opcode, CM_WS_PING);
+	th_ws_msg_free(&m);
+	cr_assert_eq(th_ws_read(ws, &m, 5000), 1);
+	cr_assert_eq(m.opcode, CM_WS_TEXT);
+	cr_assert_str_eq((char *)m.data, "abcdef");
+	th_ws_msg_free(&m);
+
+	/* 256 KiB binary, 64-bit length */
+	cr_assert_eq(th_ws_send_text(ws, "big"), 0);
+	cr_assert_eq(th_ws_next_data(ws, &m, 5000), 1);
+	cr_assert_eq(m.opcode, CM_WS_BINARY);
+	cr_assert_eq(m.len, 256 * 1024);
+	for (size_t i = 0; i < m.len; i++)
+		cr_assert_eq(m.data[i], (uint8_t)i);
+	th_ws_msg_free(&m);
+
+	/* a big masked client frame (16-bit length) round-trips */
+	char buf[3000];
+	memset(buf, 'x', sizeof(buf) - 1);
+	buf[sizeof(buf) - 1] = 0;
+	cr_assert_eq(th_ws_send_text(ws, buf), 0);
+	cr_assert_eq(th_ws_next_data(ws, &m, 5000), 1);
+	cr_assert_eq(m.len, sizeof(buf) - 1);
+	th_ws_msg_free(&m);
+
+	cr_assert_eq(th_ws_send_frame(ws, CM_WS_PING, true, "pp", 2), 0);
+	cr_assert_eq(th_ws_read(ws, &m, 5000), 1);
+	cr_assert_eq(m.opcode, CM_WS_PONG);
+	cr_assert_str_eq((char *)m.data, "pp");
+	th_ws_msg_free(&m);
+
+	cr_assert_eq(th_ws_send_text(ws, "close4000"), 0);
+	cr_assert_eq(th_ws_wait_close(ws, 5000), 4000);
+	cr_assert_str_eq(ws->close_reason, "bye");
+	cr_assert(th_ws_wait_eof(ws, 5000));
+}
+
+Test(harness, ws_client_plain)
+{
+	int port = start_fake(false);
+	struct th_ws *ws = th_ws_open(port, "/ws?user=a");
+	echo_checks(ws);
+	th_ws_free(ws);
+
+	struct th_ws_opts o = { .port = port, .target = "/refuse" };
+	ws = th_ws_connect(&o);
+	cr_assert(ws);
+	cr_assert_eq(ws->status, 403);
+	cr_assert(!ws->upgraded);
+	cr_assert(strstr(ws->resp, "nope"));
+	th_ws_free(ws);
+
+	/* the client notices a masked server frame */
+	ws = th_ws_open(port, "/ws");
+	th_ws_send_text(ws, "masked");
+	struct th_ws_msg m;
+	cr_assert_eq(th_ws_read(ws, &m, 5000), -1);
+	th_ws_free(ws);
+}
+
+Test(harness, ws_client_tls_and_resumption)
+{
+	int port = start_fake(true);
+	for (int v = 0; v < 2; v++) {
+		int ver = v ? TLS1_3_VERSION : TLS1_2_VERSION;
+		struct th_ws_opts o = { .port = port, .target = "/ws", .tls = true, .tls_version = ver };
+		struct th_ws *ws = th_ws_connect(&o);
+		cr_assert(ws && ws->upgraded);
+		cr_assert_eq(ws->tls_version, ver);
+		cr_assert_str_eq(ws->alpn, "http/1.1");
+		cr_assert(!ws->session_reused);
+		echo_checks(ws);
+		SSL_SESSION *s = th_ws_take_session(ws);
+		cr_assert(s, "no session");
+		th_ws_free(ws);
+		o.session = s;
+		ws = th_ws_connect(&o);
+		cr_assert(ws && ws->upgraded);
+		cr_assert(ws->session_reused, "TLS %x session not resumed", ver);
+		SSL_SESSION_free(s);
+		th_ws_free(ws);
+	}
 }
