@@ -1,0 +1,85 @@
+/* th_gw — see th_gw.h. */
+#include "th_gw.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+void th_gw_start(struct th_gw *gw, const struct th_gw_opts *o)
+{
+	static char sbuf[8][128];
+	char *argv[TH_MAX_ARGS + 1];
+	int n = 0;
+	memset(gw, 0, sizeof(*gw));
+	gw->port = th_free_port();
+	gw->admin_port = th_free_port();
+	argv[n++] = (char *)th_bin("herald-gateway");
+	argv[n++] = "--listen";
+	snprintf(sbuf[0], sizeof(sbuf[0]), "127.0.0.1:%d", gw->port);
+	argv[n++] = sbuf[0];
+	argv[n++] = "--admin";
+	snprintf(sbuf[1], sizeof(sbuf[1]), "127.0.0.1:%d", gw->admin_port);
+	argv[n++] = sbuf[1];
+	argv[n++] = "--redis";
+	if (o->redis_port) {
+		snprintf(sbuf[2], sizeof(sbuf[2]), "127.0.0.1:%d", o->redis_port);
+		argv[n++] = sbuf[2];
+	} else {
+		argv[n++] = "none";
+	}
+	argv[n++] = "--auth";
+	argv[n++] = (char *)(o->auth ? o->auth : "none");
+	if (o->jwt_secret) {
+		argv[n++] = "--jwt-secret-file";
+		snprintf(sbuf[3], sizeof(sbuf[3]), "%s",
+			 th_write_file("jwt.secret", o->jwt_secret, strlen(o->jwt_secret)));
+		argv[n++] = sbuf[3];
+	}
+	argv[n++] = "--threads";
+	snprintf(sbuf[4], sizeof(sbuf[4]), "%d", o->threads ? o->threads : 2);
+	argv[n++] = sbuf[4];
+	if (o->id) {
+		argv[n++] = "--id";
+		argv[n++] = (char *)o->id;
+	}
+	if (o->tls_cert_kind) {
+		const char *c, *k;
+		th_make_cert(o->tls_cert_kind, &c, &k);
+		gw->tls_port = th_free_port();
+		argv[n++] = "--tls-listen";
+		snprintf(sbuf[5], sizeof(sbuf[5]), "127.0.0.1:%d", gw->tls_port);
+		argv[n++] = sbuf[5];
+		argv[n++] = "--cert";
+		snprintf(sbuf[6], sizeof(sbuf[6]), "%s", c);
+		argv[n++] = sbuf[6];
+		argv[n++] = "--key";
+		snprintf(sbuf[7], sizeof(sbuf[7]), "%s", k);
+		argv[n++] = sbuf[7];
+	}
+	for (int i = 0; o->extra[i]; i++) {
+		cr_assert(n < TH_MAX_ARGS - 1);
+		argv[n++] = (char *)o->extra[i];
+	}
+	argv[n] = NULL;
+	gw->proc = th_spawn("gateway", argv, NULL);
+	bool up = th_wait_port(gw->port, 15000) == 0 &&
+		  (!gw->tls_port || th_wait_port(gw->tls_port, 15000) == 0) &&
+		  th_wait_http_200(gw->admin_port, "/readyz", 15000) == 0;
+	if (!up) {
+		th_dump_log(gw->proc, 4000);
+		cr_assert_fail("herald-gateway did not come up (alive: %d)", th_alive(gw->proc));
+	}
+}
+
+int th_gw_stop(struct th_gw *gw, int timeout_ms)
+{
+	int rc = th_stop(gw->proc, timeout_ms);
+	if (rc != 0)
+		th_dump_log(gw->proc, 4000);
+	return rc;
+}
+
+double th_gw_metric(const struct th_gw *gw, const char *name, const char *label_sub)
+{
+	return th_metrics_get(gw->admin_port, name, label_sub);
+}
