@@ -11,6 +11,7 @@
 
 #include "tests/integration/lib/th_proc.h"
 #include "tests/integration/lib/th_ws.h"
+#include "cm_jwt.h"
 #include "cm_ws.h"
 
 TestSuite(harness, .init = th_setup, .fini = th_teardown, .timeout = 60);
@@ -246,4 +247,15 @@ Test(harness, ws_client_tls_and_resumption)
 		SSL_SESSION_free(s);
 		th_ws_free(ws);
 	}
+}
+
+Test(harness, jwt_helper_signs_verifiable_tokens)
+{
+	const char *t = th_jwt("alice", 4000000000LL, "k");
+	char sub[64];
+	int64_t exp;
+	cr_assert_eq(cm_jwt_verify(t, strlen(t), (const uint8_t *)"k", 1, 1000, sub, sizeof(sub), &exp),
+		     CM_JWT_OK);
+	cr_assert_str_eq(sub, "alice");
+	cr_assert_eq(exp, 4000000000LL);
 }

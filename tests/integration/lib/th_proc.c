@@ -654,6 +654,26 @@ double th_metric_sum(const char *text, const char *name, const char *label_sub)
 	return found ? sum : -1;
 }
 
+double th_metric_match(const char *text, const char *name_sub, const char *label_sub)
+{
+	double sum = 0;
+	bool found = false;
+	for (const char *p = text; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		const char *n, *labels;
+		size_t nl, ll;
+		double v;
+		if (metric_line(p, len, &n, &nl, &labels, &ll, &v) && memmem(n, nl, name_sub, strlen(name_sub)) &&
+		    (!label_sub || memmem(labels, ll, label_sub, strlen(label_sub)))) {
+			sum += v;
+			found = true;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	return found ? sum : -1;
+}
+
 double th_metrics_get(int port, const char *name, const char *label_sub)
 {
 	char *body;

@@ -119,6 +119,10 @@ bool th_metric(const char *text, const char *series, double *out);
  * contains `label_sub` (NULL: all). Returns -1 when the metric is absent. */
 double th_metric_sum(const char *text, const char *name, const char *label_sub);
 
+/* Sum of every series whose metric name contains name_sub and whose label
+ * text contains label_sub (NULL: any); -1 when none. */
+double th_metric_match(const char *text, const char *name_sub, const char *label_sub);
+
 /* GET /metrics from port and th_metric_sum on it (-1 when absent/unreachable). */
 double th_metrics_get(int port, const char *name, const char *label_sub);
 

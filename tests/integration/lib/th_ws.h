@@ -128,6 +128,14 @@ bool th_ws_wait_eof(struct th_ws *ws, int timeout_ms);
  * reply (release with cm_smsg_release); -1 on timeout or connection end. */
 int th_ws_command(struct th_ws *ws, enum cm_cmd_kind kind, const char *stream,
 		  const void *data, size_t len, struct cm_smsg *reply, int timeout_ms);
+
+/* The two halves, for pipelining: send a command (returns its id, -1 on a
+ * send failure), and wait for the reply with that id (as th_ws_command). */
+int64_t th_ws_send_command(struct th_ws *ws, enum cm_cmd_kind kind, const char *stream,
+			   const void *data, size_t len);
+int th_ws_wait_reply(struct th_ws *ws, uint64_t id, struct cm_smsg *reply, int timeout_ms);
+
+/* Subscribe/unsubscribe/publish and wait (5 s, 10 s for publish): reply code. */
 int th_ws_subscribe(struct th_ws *ws, const char *stream);
 int th_ws_unsubscribe(struct th_ws *ws, const char *stream);
 int th_ws_publish(struct th_ws *ws, const char *stream, const void *data, size_t len);
