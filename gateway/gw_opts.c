@@ -1,0 +1,455 @@
+#include "gw_opts.h"
+#include "cm_net.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+	"usage: herald-gateway [flags]\n"
+	"  --listen HOST:PORT         plain ws listener (default 0.0.0.0:8080 when no\n"
+	"                             listener is given)\n"
+	"  --tls-listen HOST:PORT     wss listener (needs --cert and --key)\n"
+	"  --cert FILE, --key FILE    PEM certificate chain and key (ECDSA or RSA)\n"
+	"  --threads N                worker threads (default: number of cores)\n"
+	"  --id ID                    gateway id (default hostname:pid)\n"
+	"  --redis HOST:PORT|none     Redis (default 127.0.0.1:6379); none = standalone\n"
+	"  --redis-prefix P           channel prefix (default herald)\n"
+	"  --auth none|jwt            client authentication (default jwt)\n"
+	"  --jwt-secret-file F        HS256 secret (else env HERALD_JWT_SECRET)\n"
+	"  --admin HOST:PORT|none     /metrics /healthz /readyz (default 127.0.0.1:9101)\n"
+	"  --max-conns N              open connections (default 100000; 503 beyond)\n"
+	"  --max-message-bytes N      client message limit (default 64KiB; 1009 beyond)\n"
+	"  --max-queued-bytes N       queued bytes per connection (default 1MiB; 1008)\n"
+	"  --ping-interval D          server ping interval (default 25s)\n"
+	"  --idle-timeout D           close (1001) after D without a client frame (60s)\n"
+	"  --handshake-timeout D      TLS + HTTP upgrade deadline (default 10s)\n"
+	"  --drain-timeout D          SIGTERM drain deadline (default 10s)\n"
+	"  --client-publish P         all | none | comma list of stream prefixes\n"
+	"                             (default all; user:* and * never)\n"
+	"  --cmd-rate N, --cmd-burst N  commands per second per connection (100, 200)\n"
+	"  --recv-buffers N           provided receive buffers per thread (256)\n"
+	"  --recv-buffer-size N       bytes each (4096)\n"
+	"  --log-level L              debug|info|warn|error (default info)\n"
+	"  --help                     this text\n"
+	"Durations: seconds, or with a suffix ms/s/m (500ms). Sizes: bytes or k/KiB/m/MiB.\n";
+
+enum {
+	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
+	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_PING, O_IDLE, O_HS, O_DRAIN,
+	O_PUB, O_RATE, O_BURST, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
+};
+
+static const struct option longopts[] = {
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "tls-listen", required_argument, NULL, O_TLS },
+	{ "cert", required_argument, NULL, O_CERT },
+	{ "key", required_argument, NULL, O_KEY },
+	{ "threads", required_argument, NULL, O_THREADS },
+	{ "id", required_argument, NULL, O_ID },
+	{ "redis", required_argument, NULL, O_REDIS },
+	{ "redis-prefix", required_argument, NULL, O_PREFIX },
+	{ "auth", required_argument, NULL, O_AUTH },
+	{ "jwt-secret-file", required_argument, NULL, O_SECRET },
+	{ "admin", required_argument, NULL, O_ADMIN },
+	{ "max-conns", required_argument, NULL, O_MAXCONNS },
+	{ "max-message-bytes", required_argument, NULL, O_MAXMSG },
+	{ "max-queued-bytes", required_argument, NULL, O_MAXQ },
+	{ "ping-interval", required_argument, NULL, O_PING },
+	{ "idle-timeout", required_argument, NULL, O_IDLE },
+	{ "handshake-timeout", required_argument, NULL, O_HS },
+	{ "drain-timeout", required_argument, NULL, O_DRAIN },
+	{ "client-publish", required_argument, NULL, O_PUB },
+	{ "cmd-rate", required_argument, NULL, O_RATE },
+	{ "cmd-burst", required_argument, NULL, O_BURST },
+	{ "recv-buffers", required_argument, NULL, O_RBUFS },
+	{ "recv-buffer-size", required_argument, NULL, O_RBUFSZ },
+	{ "log-level", required_argument, NULL, O_LOG },
+	{ "help", no_argument, NULL, O_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int gw_parse_duration(const char *s, uint32_t *ms)
+{
+	char *end;
+	double v, mul = 1000;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -1;
+	if (!strcmp(end, "ms"))
+		mul = 1;
+	else if (!strcmp(end, "s") || !*end)
+		mul = 1000;
+	else if (!strcmp(end, "m"))
+		mul = 60000;
+	else
+		return -1;
+	v *= mul;
+	if (v > 86400.0 * 1000 * 30)
+		return -1;
+	*ms = (uint32_t)(v + 0.5);
+	return 0;
+}
+
+int gw_parse_size(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v, mul = 1;
+
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	if (!*end)
+		mul = 1;
+	else if (!strcmp(end, "k") || !strcmp(end, "K") || !strcmp(end, "KiB") || !strcmp(end, "KB"))
+		mul = 1024;
+	else if (!strcmp(end, "m") || !strcmp(end, "M") || !strcmp(end, "MiB") || !strcmp(end, "MB"))
+		mul = 1024 * 1024;
+	else
+		return -1;
+	if (v > UINT32_MAX / mul)
+		return -1;
+	*out = (uint32_t)(v * mul);
+	return 0;
+}
+
+static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || end == s || v < min || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int read_secret(struct gw_opts *o, const char *path, char *err, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t buf[4096];
+	size_t n;
+
+	if (!f)
+		return fail(err, cap, "--jwt-secret-file %s: %s", path, strerror(errno));
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (n == sizeof(buf))
+		return fail(err, cap, "--jwt-secret-file %s: larger than 4095 bytes", path);
+	if (n && buf[n - 1] == '\n')
+		n--;
+	if (n == 0)
+		return fail(err, cap, "--jwt-secret-file %s: empty secret", path);
+	free(o->jwt_secret);
+	o->jwt_secret = cm_xmalloc(n);
+	memcpy(o->jwt_secret, buf, n);
+	o->jwt_secret_len = n;
+	return 0;
+}
+
+static int parse_pub(struct gw_opts *o, const char *s, char *err, size_t cap)
+{
+	const char *p = s;
+
+	for (unsigned i = 0; i < o->npub_prefixes; i++)
+		free(o->pub_prefixes[i]);
+	free(o->pub_prefixes);
+	o->pub_prefixes = NULL;
+	o->npub_prefixes = 0;
+	if (!strcmp(s, "all")) {
+		o->pub = GW_PUB_ALL;
+		return 0;
+	}
+	if (!strcmp(s, "none")) {
+		o->pub = GW_PUB_NONE;
+		return 0;
+	}
+	o->pub = GW_PUB_LIST;
+	while (*p) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		if (n == 0 || n > 128)
+			return fail(err, cap, "--client-publish: bad prefix list '%s'", s);
+		for (size_t i = 0; i < n; i++) {
+			char ch = p[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			      (ch >= '0' && ch <= '9') || ch == '_' || ch == ':' || ch == '.' ||
+			      ch == '-'))
+				return fail(err, cap, "--client-publish: bad prefix list '%s'", s);
+		}
+		o->pub_prefixes = cm_xrealloc(o->pub_prefixes,
+					      (o->npub_prefixes + 1) * sizeof(char *));
+		o->pub_prefixes[o->npub_prefixes++] = cm_xstrndup(p, n);
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (!o->npub_prefixes)
+		return fail(err, cap, "--client-publish: empty list");
+	return 0;
+}
+
+bool gw_opts_may_publish(const struct gw_opts *o, const char *s, size_t n)
+{
+	if ((n == 1 && s[0] == '*') || (n >= 5 && !memcmp(s, "user:", 5)))
+		return false;
+	switch (o->pub) {
+	case GW_PUB_ALL:
+		return true;
+	case GW_PUB_NONE:
+		return false;
+	case GW_PUB_LIST:
+		for (unsigned i = 0; i < o->npub_prefixes; i++) {
+			size_t pl = strlen(o->pub_prefixes[i]);
+			if (pl <= n && !memcmp(s, o->pub_prefixes[i], pl))
+				return true;
+		}
+		return false;
+	}
+	return false;
+}
+
+static int hostport(const char *flag, const char *v, char *host, int *port, char *err, size_t cap)
+{
+	if (cm_parse_hostport(v, host, GW_HOST_MAX, port) < 0)
+		return fail(err, cap, "%s: bad HOST:PORT '%s'", flag, v);
+	return 0;
+}
+
+int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t errcap)
+{
+	const char *secret_file = NULL;
+	char host[GW_HOST_MAX];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = ncpu > 0 ? (unsigned)(ncpu > GW_MAX_THREADS ? GW_MAX_THREADS : ncpu) : 1;
+	if (gethostname(host, sizeof(host) - 32) < 0)
+		strcpy(host, "gateway");
+	host[sizeof(host) - 32] = 0;
+	snprintf(o->id, sizeof(o->id), "%s:%d", host, (int)getpid());
+	strcpy(o->redis_host, "127.0.0.1");
+	o->redis_port = 6379;
+	strcpy(o->prefix, "herald");
+	o->auth_jwt = true;
+	o->has_admin = true;
+	strcpy(o->admin_host, "127.0.0.1");
+	o->admin_port = 9101;
+	o->max_conns = 100000;
+	o->max_message = 64 * 1024;
+	o->max_queued = 1024 * 1024;
+	o->ping_ms = 25000;
+	o->idle_ms = 60000;
+	o->handshake_ms = 10000;
+	o->drain_ms = 10000;
+	o->pub = GW_PUB_ALL;
+	o->cmd_rate = 100;
+	o->cmd_burst = 200;
+	o->recv_buffers = 256;
+	o->recv_buffer_size = 4096;
+	o->log_level = CM_LOG_INFO;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		const char *v = optarg;
+		uint32_t u;
+		switch (c) {
+		case O_HELP:
+			fputs(usage, stdout);
+			return 1;
+		case O_LISTEN:
+			if (hostport("--listen", v, o->listen_host, &o->listen_port, err, errcap))
+				return -1;
+			o->has_listen = true;
+			break;
+		case O_TLS:
+			if (hostport("--tls-listen", v, o->tls_host, &o->tls_port, err, errcap))
+				return -1;
+			o->has_tls = true;
+			break;
+		case O_CERT:
+			free(o->cert);
+			o->cert = strdup(v);
+			break;
+		case O_KEY:
+			free(o->key);
+			o->key = strdup(v);
+			break;
+		case O_THREADS:
+			if (parse_uint(v, 1, GW_MAX_THREADS, &u))
+				return fail(err, errcap, "--threads: want 1..%d, got '%s'",
+					    GW_MAX_THREADS, v);
+			o->threads = u;
+			break;
+		case O_ID:
+			if (!*v || strlen(v) >= sizeof(o->id))
+				return fail(err, errcap, "--id: bad id '%s'", v);
+			strcpy(o->id, v);
+			break;
+		case O_REDIS:
+			if (!strcmp(v, "none")) {
+				o->standalone = true;
+				break;
+			}
+			o->standalone = false;
+			if (hostport("--redis", v, o->redis_host, &o->redis_port, err, errcap))
+				return -1;
+			break;
+		case O_PREFIX:
+			if (!*v || strlen(v) >= sizeof(o->prefix))
+				return fail(err, errcap, "--redis-prefix: bad prefix '%s'", v);
+			strcpy(o->prefix, v);
+			break;
+		case O_AUTH:
+			if (!strcmp(v, "none"))
+				o->auth_jwt = false;
+			else if (!strcmp(v, "jwt"))
+				o->auth_jwt = true;
+			else
+				return fail(err, errcap, "--auth: want none or jwt, got '%s'", v);
+			break;
+		case O_SECRET:
+			secret_file = v;
+			break;
+		case O_ADMIN:
+			o->admin_explicit = true;
+			if (!strcmp(v, "none")) {
+				o->has_admin = false;
+				break;
+			}
+			o->has_admin = true;
+			if (hostport("--admin", v, o->admin_host, &o->admin_port, err, errcap))
+				return -1;
+			break;
+		case O_MAXCONNS:
+			if (parse_uint(v, 1, 10000000, &o->max_conns))
+				return fail(err, errcap, "--max-conns: bad number '%s'", v);
+			break;
+		case O_MAXMSG:
+			if (gw_parse_size(v, &o->max_message) || o->max_message < 16 ||
+			    o->max_message > 64u * 1024 * 1024)
+				return fail(err, errcap, "--max-message-bytes: bad size '%s'", v);
+			break;
+		case O_MAXQ:
+			if (gw_parse_size(v, &o->max_queued) || o->max_queued < 1024)
+				return fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
+			break;
+		case O_PING:
+			if (gw_parse_duration(v, &o->ping_ms) || o->ping_ms < 10)
+				return fail(err, errcap, "--ping-interval: bad duration '%s'", v);
+			break;
+		case O_IDLE:
+			if (gw_parse_duration(v, &o->idle_ms) || o->idle_ms < 10)
+				return fail(err, errcap, "--idle-timeout: bad duration '%s'", v);
+			break;
+		case O_HS:
+			if (gw_parse_duration(v, &o->handshake_ms) || o->handshake_ms < 10)
+				return fail(err, errcap, "--handshake-timeout: bad duration '%s'", v);
+			break;
+		case O_DRAIN:
+			if (gw_parse_duration(v, &o->drain_ms))
+				return fail(err, errcap, "--drain-timeout: bad duration '%s'", v);
+			break;
+		case O_PUB:
+			if (parse_pub(o, v, err, errcap))
+				return -1;
+			break;
+		case O_RATE:
+			if (parse_uint(v, 1, 1000000, &o->cmd_rate))
+				return fail(err, errcap, "--cmd-rate: bad number '%s'", v);
+			break;
+		case O_BURST:
+			if (parse_uint(v, 1, 1000000, &o->cmd_burst))
+				return fail(err, errcap, "--cmd-burst: bad number '%s'", v);
+			break;
+		case O_RBUFS:
+			if (parse_uint(v, 8, 32768, &u) || (u & (u - 1)))
+				return fail(err, errcap, "--recv-buffers: want a power of two 8..32768, got '%s'", v);
+			o->recv_buffers = u;
+			break;
+		case O_RBUFSZ:
+			if (gw_parse_size(v, &u) || u < 512 || u > 1024 * 1024)
+				return fail(err, errcap, "--recv-buffer-size: bad size '%s'", v);
+			o->recv_buffer_size = u;
+			break;
+		case O_LOG:
+			if (!strcmp(v, "debug"))
+				o->log_level = CM_LOG_DEBUG;
+			else if (!strcmp(v, "info"))
+				o->log_level = CM_LOG_INFO;
+			else if (!strcmp(v, "warn"))
+				o->log_level = CM_LOG_WARN;
+			else if (!strcmp(v, "error"))
+				o->log_level = CM_LOG_ERROR;
+			else
+				return fail(err, errcap, "--log-level: bad level '%s'", v);
+			break;
+		case ':':
+			return fail(err, errcap, "%s needs a value", argv[optind - 1]);
+		default:
+			return fail(err, errcap, "unknown flag '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(err, errcap, "unexpected argument '%s'", argv[optind]);
+	if (o->has_tls && (!o->cert || !o->key))
+		return fail(err, errcap, "--tls-listen needs --cert and --key");
+	if (!o->has_listen && !o->has_tls) {
+		strcpy(o->listen_host, "0.0.0.0");
+		o->listen_port = 8080;
+		o->has_listen = true;
+	}
+	if (o->auth_jwt) {
+		const char *env = getenv("HERALD_JWT_SECRET");
+		if (secret_file) {
+			if (read_secret(o, secret_file, err, errcap))
+				return -1;
+		} else if (env && *env) {
+			o->jwt_secret_len = strlen(env);
+			o->jwt_secret = cm_xmalloc(o->jwt_secret_len);
+			memcpy(o->jwt_secret, env, o->jwt_secret_len);
+		} else {
+			return fail(err, errcap,
+				    "--auth jwt needs --jwt-secret-file or HERALD_JWT_SECRET");
+		}
+	}
+	return 0;
+}
+
+void gw_opts_free(struct gw_opts *o)
+{
+	free(o->cert);
+	free(o->key);
+	free(o->jwt_secret);
+	for (unsigned i = 0; i < o->npub_prefixes; i++)
+		free(o->pub_prefixes[i]);
+	free(o->pub_prefixes);
+	memset(o, 0, sizeof(*o));
+}

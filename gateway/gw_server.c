@@ -1,0 +1,195 @@
+/* gw_server — builds the gateway: the shared tables, the TLS context, one
+ * worker per thread (loop, SO_REUSEPORT listeners, provided-buffer ring,
+ * timing wheel), the hub and admin server on worker 0; runs the workers'
+ * loops on their threads until the drain ends. */
+#include "gw.h"
+#include "gw_sessions.h"
+#include "gw_streams.h"
+#include "cm_admin.h"
+#include "cm_log.h"
+#include "cm_net.h"
+#include "cm_packet.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int bufring_setup(struct gw_worker *w)
+{
+	struct io_uring_buf_reg reg;
+	int ret;
+
+	w->br_bytes = w->nbufs * sizeof(struct io_uring_buf);
+	w->br = mmap(NULL, w->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->br == MAP_FAILED)
+		return -errno;
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)w->br;
+	reg.ring_entries = w->nbufs;
+	reg.bgid = 0;
+	ret = io_uring_register_buf_ring(cm_loop_ring(w->loop), &reg, 0);
+	if (ret < 0)
+		return ret;
+	io_uring_buf_ring_init(w->br);
+	/* anonymous memory: pages become resident only once the kernel fills them */
+	w->bufs = mmap(NULL, (size_t)w->nbufs * w->bufsz, PROT_READ | PROT_WRITE,
+		       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->bufs == MAP_FAILED)
+		return -errno;
+	for (uint32_t i = 0; i < w->nbufs; i++)
+		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->bufsz, w->bufsz,
+				      (unsigned short)i, io_uring_buf_ring_mask(w->nbufs), (int)i);
+	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
+	return 0;
+}
+
+static uint32_t tick_ms_for(const struct gw_opts *o)
+{
+	uint32_t m = o->ping_ms;
+	if (o->idle_ms < m)
+		m = o->idle_ms;
+	if (o->handshake_ms < m)
+		m = o->handshake_ms;
+	m /= 10;
+	if (m < 10)
+		m = 10;
+	if (m > 250)
+		m = 250;
+	return m;
+}
+
+static struct gw_worker *worker_new(struct gw *g, unsigned id)
+{
+	struct gw_worker *w;
+	int ret;
+
+	if (posix_memalign((void **)&w, 64, sizeof(*w)))
+		cm_panic(__FILE__, __LINE__, "out of memory");
+	memset(w, 0, sizeof(*w));
+	w->gw = g;
+	w->id = id;
+	w->lfd[0] = w->lfd[1] = -1;
+	w->loop = cm_loop_new(4096);
+	w->nbufs = g->o->recv_buffers;
+	w->bufsz = g->o->recv_buffer_size;
+	if ((ret = bufring_setup(w)) < 0) {
+		cm_error("provided buffer ring: %s", strerror(-ret));
+		exit(1);
+	}
+	w->epoch_ms = cm_now_ms();
+	gw_wheel_init(&w->wheel, 1024, tick_ms_for(g->o), w->epoch_ms, gw_wheel_link_of, w);
+	gw_htab_init(&w->lstreams);
+	w->ping = cm_packet_frame(CM_WS_PING, NULL, 0);
+	cm_loop_set_kind(w->loop, GW_K_CONN, gw_conn_cqe, w);
+	cm_loop_set_kind(w->loop, GW_K_ACCEPT, gw_accept_cqe, w);
+	return w;
+}
+
+static int open_listener(struct gw *g, unsigned which, const char *host, int *port)
+{
+	for (unsigned i = 0; i < g->nworkers; i++) {
+		int fd = cm_listen_tcp(host, *port, true, 4096);
+		if (fd < 0) {
+			cm_error("listen %s:%d: %s", host, *port, strerror(-fd));
+			return fd;
+		}
+		if (*port == 0)
+			*port = cm_local_port(fd);
+		g->w[i]->lfd[which] = fd;
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct gw_worker *w = arg;
+	int ret = cm_loop_run(w->loop);
+	if (ret < 0)
+		cm_error("worker %u: loop failed: %s", w->id, strerror(-ret));
+	return NULL;
+}
+
+int gw_run(struct gw_opts *o)
+{
+	struct gw *g = cm_xcalloc(1, sizeof(*g));
+	sigset_t set;
+	int port;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* SIGTERM/SIGINT arrive through worker 0's signalfd */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	g->o = o;
+	g->nworkers = o->threads;
+	g->start_ms = cm_now_ms();
+	g->streams = gw_streams_new(o->standalone);
+	g->sessions = gw_sessions_new();
+	if (o->has_tls) {
+		g->ssl_ctx = gw_tls_ctx_new(o->cert, o->key);
+		if (!g->ssl_ctx)
+			return 1;
+	}
+	g->w = cm_xcalloc(g->nworkers, sizeof(*g->w));
+	for (unsigned i = 0; i < g->nworkers; i++)
+		g->w[i] = worker_new(g, i);
+	if (o->has_listen) {
+		port = o->listen_port;
+		if (open_listener(g, 0, o->listen_host, &port) < 0)
+			return 1;
+		o->listen_port = port;
+	}
+	if (o->has_tls) {
+		port = o->tls_port;
+		if (open_listener(g, 1, o->tls_host, &port) < 0)
+			return 1;
+		o->tls_port = port;
+	}
+	gw_hub_init(g);
+	for (unsigned i = 0; i < g->nworkers; i++) {
+		struct gw_worker *w = g->w[i];
+		/* after the hub's hook on worker 0: deliveries queued there go out this turn */
+		cm_loop_on_turn(w->loop, gw_worker_turn, w);
+		w->tick = cm_timer_start(w->loop, w->wheel.tick_ms, true, gw_worker_tick, w);
+		gw_accept_arm(w, 0);
+		gw_accept_arm(w, 1);
+	}
+	if (o->has_admin) {
+		int err = 0;
+		g->admin = cm_admin_start(g->w[0]->loop, o->admin_host, o->admin_port, &err);
+		if (!g->admin) {
+			cm_error("admin %s:%d: %s", o->admin_host, o->admin_port, strerror(-err));
+			if (o->admin_explicit)
+				return 1;
+		} else {
+			gw_admin_routes(g, g->admin);
+			o->admin_port = cm_admin_port(g->admin);
+		}
+	}
+	cm_info("gateway %s: %u threads, %s mode, auth %s%s%s", o->id, g->nworkers,
+		o->standalone ? "standalone" : "cluster", o->auth_jwt ? "jwt" : "none",
+		o->standalone ? "" : ", redis ", o->standalone ? "" : o->redis_host);
+	if (o->has_listen)
+		cm_info("listening ws://%s:%d/ws", o->listen_host, o->listen_port);
+	if (o->has_tls)
+		cm_info("listening wss://%s:%d/ws", o->tls_host, o->tls_port);
+	if (g->admin)
+		cm_info("admin http://%s:%d/metrics", o->admin_host, o->admin_port);
+
+	for (unsigned i = 0; i < g->nworkers; i++)
+		if (pthread_create(&g->w[i]->th, NULL, worker_main, g->w[i])) {
+			cm_error("pthread_create failed");
+			return 1;
+		}
+	for (unsigned i = 0; i < g->nworkers; i++)
+		pthread_join(g->w[i]->th, NULL);
+	cm_info("stopped");
+	/* the process exits now: the kernel reclaims sockets, rings and memory */
+	return 0;
+}
