@@ -1,0 +1,237 @@
+/* herald-router: flags, the loop, the relay and its admin server. */
+#include "rt_admin.h"
+#include "rt_router.h"
+
+#include "cm_admin.h"
+#include "cm_log.h"
+#include "cm_loop.h"
+#include "cm_net.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static const char usage[] =
+	"usage: herald-router [flags]\n"
+	"  --redis HOST:PORT        Redis (default 127.0.0.1:6379)\n"
+	"  --redis-prefix P         key and channel prefix (default herald)\n"
+	"  --admin HOST:PORT|none   /metrics, /api/gateways, /api/stats and the\n"
+	"                           live page at / (default 127.0.0.1:9100)\n"
+	"  --gateway-timeout D      drop a gateway not heard from for D (default 5s)\n"
+	"  --max-payload N          largest relayed payload in bytes (default 1048576)\n"
+	"  --log-level L            debug, info, warn or error (default info)\n"
+	"  --help                   this text\n"
+	"Durations: 500ms, 5s, 5 (seconds), 1m.\n";
+
+struct opts {
+	char redis_host[256];
+	int redis_port;
+	const char *prefix;
+	char admin_host[256];
+	int admin_port;
+	bool admin_off;
+	uint32_t gateway_timeout_ms;
+	size_t max_payload;
+	enum cm_log_level level;
+};
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("herald-router: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	return 2;
+}
+
+static int parse_duration(const char *s, uint32_t *ms)
+{
+	char *end;
+	double v, mul;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -1;
+	if (!strcmp(end, "ms"))
+		mul = 1;
+	else if (!strcmp(end, "s") || !*end)
+		mul = 1000;
+	else if (!strcmp(end, "m"))
+		mul = 60000;
+	else
+		return -1;
+	v *= mul;
+	if (v > 86400.0 * 1000)
+		return -1;
+	*ms = (uint32_t)(v + 0.5);
+	return 0;
+}
+
+/* Returns -1 to go on, or the exit code (0 after --help, 2 on a bad flag). */
+static int parse(int argc, char **argv, struct opts *o)
+{
+	enum { O_REDIS = 1, O_PREFIX, O_ADMIN, O_TIMEOUT, O_LOG, O_MAXP, O_HELP };
+	static const struct option longs[] = {
+		{ "redis", required_argument, NULL, O_REDIS },
+		{ "redis-prefix", required_argument, NULL, O_PREFIX },
+		{ "admin", required_argument, NULL, O_ADMIN },
+		{ "gateway-timeout", required_argument, NULL, O_TIMEOUT },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "max-payload", required_argument, NULL, O_MAXP },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	snprintf(o->redis_host, sizeof(o->redis_host), "127.0.0.1");
+	o->redis_port = 6379;
+	o->prefix = "herald";
+	snprintf(o->admin_host, sizeof(o->admin_host), "127.0.0.1");
+	o->admin_port = 9100;
+	o->gateway_timeout_ms = 5000;
+	o->max_payload = 1u << 20;
+	o->level = CM_LOG_INFO;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
+		const char *v = optarg;
+		switch (c) {
+		case O_REDIS:
+			if (cm_parse_hostport(v, o->redis_host, sizeof(o->redis_host),
+					      &o->redis_port) || o->redis_port <= 0)
+				return fail("--redis: bad address '%s'", v);
+			break;
+		case O_PREFIX:
+			if (!*v || strlen(v) > 64 || strpbrk(v, " \r\n\t*?[]"))
+				return fail("--redis-prefix: bad prefix '%s'", v);
+			o->prefix = v;
+			break;
+		case O_ADMIN:
+			if (!strcmp(v, "none")) {
+				o->admin_off = true;
+				break;
+			}
+			if (cm_parse_hostport(v, o->admin_host, sizeof(o->admin_host),
+					      &o->admin_port) || o->admin_port < 0)
+				return fail("--admin: bad address '%s'", v);
+			break;
+		case O_TIMEOUT:
+			if (parse_duration(v, &o->gateway_timeout_ms) || o->gateway_timeout_ms < 100)
+				return fail("--gateway-timeout: bad duration '%s'", v);
+			break;
+		case O_MAXP: {
+			char *end;
+			unsigned long long n;
+			errno = 0;
+			n = strtoull(v, &end, 10);
+			if (errno || end == v || *end || n == 0 || n > (64ull << 20))
+				return fail("--max-payload: bad size '%s'", v);
+			o->max_payload = (size_t)n;
+			break;
+		}
+		case O_LOG:
+			if (!strcmp(v, "debug"))
+				o->level = CM_LOG_DEBUG;
+			else if (!strcmp(v, "info"))
+				o->level = CM_LOG_INFO;
+			else if (!strcmp(v, "warn"))
+				o->level = CM_LOG_WARN;
+			else if (!strcmp(v, "error"))
+				o->level = CM_LOG_ERROR;
+			else
+				return fail("--log-level: unknown level '%s'", v);
+			break;
+		case O_HELP:
+			fputs(usage, stdout);
+			return 0;
+		case ':':
+			return fail("%s needs a value", argv[optind - 1]);
+		default:
+			return fail("unknown flag '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail("unexpected argument '%s'", argv[optind]);
+	return -1;
+}
+
+struct sigwatch {
+	struct cm_loop *loop;
+	int fd;
+};
+
+static void on_signal(void *arg, int revents)
+{
+	struct sigwatch *w = arg;
+	struct signalfd_siginfo si;
+	(void)revents;
+	if (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		cm_info("signal %u: exiting", si.ssi_signo);
+	cm_loop_stop(w->loop);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct cm_loop *loop;
+	struct rt_router *r;
+	struct rt_opts ro;
+	struct sigwatch sw;
+	struct cm_admin *admin = NULL;
+	sigset_t set;
+	int rc, err = 0;
+
+	memset(&o, 0, sizeof(o));
+	rc = parse(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	cm_log_init("herald-router", o.level);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	loop = cm_loop_new(1024);
+	sw.loop = loop;
+	sw.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sw.fd < 0) {
+		cm_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	cm_poll_start(loop, sw.fd, POLLIN, true, on_signal, &sw);
+
+	memset(&ro, 0, sizeof(ro));
+	ro.redis_host = o.redis_host;
+	ro.redis_port = o.redis_port;
+	ro.prefix = o.prefix;
+	ro.gateway_timeout_ms = o.gateway_timeout_ms;
+	ro.max_payload = o.max_payload;
+	r = rt_router_new(loop, &ro);
+
+	if (!o.admin_off) {
+		admin = cm_admin_start(loop, o.admin_host, o.admin_port, &err);
+		if (!admin) {
+			cm_error("--admin %s:%d: %s", o.admin_host, o.admin_port, strerror(-err));
+			return 1;
+		}
+		rt_admin_routes(admin, r);
+	}
+	cm_info("router up: redis %s:%d prefix %s, admin %s:%d, gateway timeout %u ms",
+		o.redis_host, o.redis_port, o.prefix, o.admin_off ? "none" : o.admin_host,
+		admin ? cm_admin_port(admin) : 0, o.gateway_timeout_ms);
+	rc = cm_loop_run(loop);
+	/* The process exits now: the kernel reclaims the rest. */
+	return rc ? 1 : 0;
+}
