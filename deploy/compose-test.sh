@@ -144,6 +144,7 @@ export HERALD_REDIS_PORT=$redis_port HERALD_WS_PORT=$ws_port HERALD_WSS_PORT=$ws
 export HERALD_ROUTER_ADMIN_PORT=$admin_port HERALD_GW_ADMIN_BASE=$gw_base
 export HERALD_BIND=127.0.0.1 HERALD_ADMIN_BIND=127.0.0.1
 export HERALD_CERT_DIR=$work/certs HERALD_JWT_SECRET_FILE=$work/secrets/jwt-secret
+export HERALD_SECCOMP_PROFILE=$root/deploy/seccomp-herald.json
 export HERALD_AUTH=jwt HERALD_GW_THREADS=2 HERALD_DRAIN_TIMEOUT=10s
 say "ports: redis $redis_port, ws $ws_port, wss $wss_port, router admin $admin_port, gateway admin $((gw_base + 1))..$((gw_base + ngw_max))"
 
