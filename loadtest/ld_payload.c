@@ -119,28 +119,48 @@ static const uint8_t *json_str(const uint8_t *p, const uint8_t *end, size_t *len
 	return s;
 }
 
+static const uint8_t *skip_ws(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
+/* The value after "key": (whitespace allowed around the colon), or NULL. */
+static const uint8_t *find_key(const uint8_t *p, const uint8_t *end, const char *key)
+{
+	const uint8_t *q = p;
+
+	while ((q = find(q, end, key))) {
+		const uint8_t *v = skip_ws(q + strlen(key), end);
+		if (v < end && *v == ':')
+			return skip_ws(v + 1, end);
+		q += strlen(key);
+	}
+	return NULL;
+}
+
 int ld_push_parse_json(const uint8_t *p, size_t n, struct ld_push *push)
 {
 	const uint8_t *end = p + n, *q, *s;
 	uint64_t off = 0;
 	bool esc;
 
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-		p++;
+	p = skip_ws(p, end);
+	while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+		end--;
 	if (p == end || *p != '{' || end[-1] != '}')
 		return -1;
-	q = find(p, end, "\"push\":");
+	q = find_key(p, end, "\"push\"");
 	if (!q)
-		return find(p, end, "\"id\":") ? 0 : -1;
+		return find_key(p, end, "\"id\"") ? 0 : -1;
 	memset(push, 0, sizeof(*push));
-	if (!(q = find(p, end, "\"stream\":\"")))
+	if (!(q = find_key(p, end, "\"stream\"")) || *q != '"')
 		return -1;
-	q += 10;
-	if (!(s = json_str(q, end, &push->stream_len, &esc)) || esc)
+	if (!(s = json_str(q + 1, end, &push->stream_len, &esc)) || esc)
 		return -1;
 	push->stream = s;
-	if ((q = find(p, end, "\"offset\":"))) {
-		q += 9;
+	if ((q = find_key(p, end, "\"offset\""))) {
 		if (q == end || *q < '0' || *q > '9')
 			return -1;
 		while (q < end && *q >= '0' && *q <= '9') {
@@ -150,12 +170,12 @@ int ld_push_parse_json(const uint8_t *p, size_t n, struct ld_push *push)
 		}
 	}
 	push->offset = off;
-	if (!(q = find(p, end, "\"data\":\"")))
+	if (!(q = find_key(p, end, "\"data\"")) || q == end || *q != '"')
 		return -1;
-	q += 8;
-	if (!(s = json_str(q, end, &push->data_len, &push->escaped)))
+	if (!(s = json_str(q + 1, end, &push->data_len, &push->escaped)))
 		return -1;
 	push->data = s;
-	push->base64 = find(p, end, "\"encoding\":\"base64\"") != NULL;
+	q = find_key(p, end, "\"encoding\"");
+	push->base64 = q && (size_t)(end - q) >= 8 && memcmp(q, "\"base64\"", 8) == 0;
 	return 1;
 }

@@ -105,3 +105,13 @@ Test(ld_push, flags_escaped_and_base64_data)
 	cr_assert(p.base64);
 	cr_assert_eq(p.offset, 2);
 }
+
+Test(ld_push, tolerates_whitespace_around_colons)
+{
+	const char *f = "{ \"push\" : { \"stream\": \"a.1\", \"offset\": 7, \"data\": \"ld1:0:1:7:5:\" } }\n";
+	struct ld_push p;
+	cr_assert_eq(ld_push_parse_json((const uint8_t *)f, strlen(f), &p), 1);
+	cr_assert_eq(p.offset, 7);
+	cr_assert_eq(p.stream_len, 3);
+	cr_assert_eq(p.data_len, 12);
+}

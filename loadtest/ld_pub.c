@@ -1,0 +1,160 @@
+#include "ld_pub.h"
+
+#include "cm_log.h"
+#include "ld_payload.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct ld_pub {
+	redisContext *rc;
+	uint64_t *seq;          /* per stream */
+	unsigned streams;
+	unsigned rr;            /* next stream */
+	char *payload;
+	size_t payload_cap;
+};
+
+struct ld_pub *ld_pub_connect(const struct ld_opts *o, char *err, size_t cap)
+{
+	struct timeval tv = { 2, 0 };
+	struct ld_pub *p;
+	redisContext *rc;
+	redisReply *r;
+
+	rc = redisConnectWithTimeout(o->redis_host, o->redis_port, tv);
+	if (!rc || rc->err) {
+		snprintf(err, cap, "cannot connect to Redis at %s:%d: %s", o->redis_host, o->redis_port,
+			 rc ? rc->errstr : "out of memory");
+		if (rc)
+			redisFree(rc);
+		return NULL;
+	}
+	redisSetTimeout(rc, (struct timeval){ 10, 0 });
+	r = redisCommand(rc, "PING");
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, cap, "Redis at %s:%d does not answer PING: %s", o->redis_host,
+			 o->redis_port, r ? r->str : rc->errstr);
+		if (r)
+			freeReplyObject(r);
+		redisFree(rc);
+		return NULL;
+	}
+	freeReplyObject(r);
+	p = cm_xcalloc(1, sizeof(*p));
+	p->rc = rc;
+	p->streams = o->streams;
+	p->seq = cm_xcalloc(o->streams, sizeof(*p->seq));
+	p->payload_cap = o->payload + LD_PAYLOAD_MIN;
+	p->payload = cm_xmalloc(p->payload_cap);
+	return p;
+}
+
+void ld_pub_free(struct ld_pub *p)
+{
+	if (!p)
+		return;
+	redisFree(p->rc);
+	free(p->seq);
+	free(p->payload);
+	free(p);
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL) };
+	nanosleep(&ts, NULL);
+}
+
+/* Sends n PUBLISH commands in one pipeline and reads their replies. */
+static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned step, uint64_t n,
+			 uint32_t *published, struct ld_pub_result *res)
+{
+	char chan[256];
+
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned s = p->rr;
+		struct ld_payload pl;
+		size_t len;
+		int cl;
+
+		p->rr = (p->rr + 1) % p->streams;
+		pl.step = step;
+		pl.stream = s;
+		pl.seq = ++p->seq[s];
+		pl.send_ns = ld_now_ns();
+		len = ld_payload_encode(p->payload, p->payload_cap, o->payload, &pl);
+		cl = snprintf(chan, sizeof(chan), "%s:stream:%s.%u", o->redis_prefix, o->stream_prefix, s);
+		if (redisAppendCommand(p->rc, "PUBLISH %b %b", chan, (size_t)cl, p->payload, len) != REDIS_OK) {
+			cm_error("redis: %s", p->rc->errstr);
+			return -1;
+		}
+		published[s]++;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(p->rc, (void **)&r) != REDIS_OK || !r) {
+			cm_error("redis: %s", p->rc->errstr);
+			return -1;
+		}
+		if (r->type == REDIS_REPLY_INTEGER)
+			res->receivers += (uint64_t)r->integer;
+		else if (r->type == REDIS_REPLY_ERROR)
+			cm_warn("redis PUBLISH: %s", r->str);
+		freeReplyObject(r);
+		res->sent++;
+	}
+	return 0;
+}
+
+int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double rate,
+		double seconds, uint32_t *published, void (*idle)(void *), void *arg,
+		volatile int *stop, struct ld_pub_result *res)
+{
+	uint64_t start = ld_now_ns(), total = (uint64_t)(rate * seconds + 0.5), sent = 0;
+	uint64_t end_ns = start + (uint64_t)(seconds * 1e9);
+
+	memset(res, 0, sizeof(*res));
+	/* bounded even when Redis cannot keep up: the step's time plus as much
+	 * again (at least 5 s), then what was not sent is not sent */
+	uint64_t hard_ns = end_ns + (uint64_t)((seconds > 5 ? seconds : 5) * 1e9);
+
+	while (sent < total && !*stop) {
+		uint64_t now = ld_now_ns();
+		if (now > hard_ns) {
+			cm_warn("publisher: %llu of %llu messages not sent in time (Redis too slow?)",
+				(unsigned long long)(total - sent), (unsigned long long)total);
+			break;
+		}
+		double el = (double)(now - start) / 1e9;
+		uint64_t due = (uint64_t)(rate * el);
+		uint64_t n;
+
+		if (due > total || now >= end_ns)
+			due = total;
+		if (due <= sent) {
+			/* sleep until the next message is due, at most 1 ms */
+			double next = (double)(sent + 1) / rate - el;
+			uint64_t ns = next > 0.001 ? 1000000 : (uint64_t)(next * 1e9) + 1000;
+			if (idle)
+				idle(arg);
+			sleep_ns(ns);
+			continue;
+		}
+		n = due - sent;
+		if (n > o->pipeline)
+			n = o->pipeline;
+		{
+			double behind = (el - (double)sent / rate) * 1000;
+			if (behind > res->max_behind_ms)
+				res->max_behind_ms = behind;
+		}
+		if (publish_batch(p, o, step, n, published, res) < 0)
+			return -1;
+		sent += n;
+	}
+	res->seconds = (double)(ld_now_ns() - start) / 1e9;
+	return 0;
+}

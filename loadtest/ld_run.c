@@ -1,0 +1,695 @@
+#include "ld_run.h"
+
+#include "cm_log.h"
+#include "ld_hist.h"
+#include "ld_payload.h"
+#include "ld_pub.h"
+#include "ld_shared.h"
+#include "ld_worker.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LD_TIMELINE_MAX 7200
+
+static volatile int stop_flag;   /* SIGINT/SIGTERM: finish early, report */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+struct ld_tl_point {
+	double t;
+	uint64_t open, pending, errors;
+	double recv_per_s, p99_ms;
+};
+
+struct ld_parent {
+	const struct ld_opts *o;
+	struct ld_shared sh;
+	pid_t *pids;
+	bool *alive;
+	unsigned nalive;
+	bool worker_crashed;
+	uint64_t t0;
+	/* progress */
+	uint64_t last_progress_ns;
+	uint64_t prev_recv, prev_opened;
+	struct ld_hist *prev_lat, *tmp_lat, *diff_lat;
+	struct ld_tl_point *tl;
+	unsigned ntl;
+	uint64_t peak_open;
+	const char *phase_name;
+	double cur_rate;
+};
+
+struct ld_sum {
+	uint64_t clients, attempts, open_now, pending, opened, closed, churned, resumed;
+	uint64_t err[LD_E_MAX], http_status[6], http_last, close_code[LD_CLOSE_CODES + 1];
+	uint64_t recv_msgs, recv_bytes, foreign, pings, nobufs, slow_total, slow_cut;
+	uint64_t errors;
+};
+
+static void sum_workers(struct ld_parent *P, struct ld_sum *s)
+{
+	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < P->o->workers; i++) {
+		const struct ld_wstats *w = &P->sh.w[i];
+		s->clients += w->clients;
+		s->attempts += w->attempts;
+		s->open_now += w->open_now;
+		s->pending += w->pending;
+		s->opened += w->opened;
+		s->closed += w->closed;
+		s->churned += w->churned;
+		s->resumed += w->resumed;
+		for (int e = 0; e < LD_E_MAX; e++)
+			s->err[e] += w->err[e];
+		for (int k = 0; k < 6; k++)
+			s->http_status[k] += w->http_status[k];
+		if (w->http_last)
+			s->http_last = w->http_last;
+		for (int k = 0; k <= LD_CLOSE_CODES; k++)
+			s->close_code[k] += w->close_code[k];
+		s->recv_msgs += w->recv_msgs;
+		s->recv_bytes += w->recv_bytes;
+		s->foreign += w->foreign;
+		s->pings += w->pings;
+		s->nobufs += w->nobufs;
+		s->slow_total += w->slow_total;
+		s->slow_cut += w->slow_cut;
+	}
+	for (int e = 0; e < LD_E_MAX; e++)
+		s->errors += s->err[e];
+}
+
+static void merge_lat(struct ld_parent *P, struct ld_hist *h)
+{
+	ld_hist_init(h);
+	for (unsigned i = 0; i < P->o->workers; i++)
+		ld_hist_merge(h, &P->sh.w[i].lat);
+}
+
+static double secs(struct ld_parent *P)
+{
+	return (double)(ld_now_ns() - P->t0) / 1e9;
+}
+
+/* Reaps workers that exited on their own. */
+static void reap(struct ld_parent *P)
+{
+	for (unsigned i = 0; i < P->o->workers; i++) {
+		int status;
+		if (!P->alive[i])
+			continue;
+		if (waitpid(P->pids[i], &status, WNOHANG) == P->pids[i]) {
+			P->alive[i] = false;
+			P->nalive--;
+			if (ld_load(&P->sh.ctl->phase) != LD_PH_STOP) {
+				P->worker_crashed = true;
+				if (WIFSIGNALED(status))
+					cm_error("worker %u (pid %d) died of signal %d", i, (int)P->pids[i],
+						 WTERMSIG(status));
+				else
+					cm_error("worker %u (pid %d) exited with %d", i, (int)P->pids[i],
+						 WEXITSTATUS(status));
+			}
+		}
+	}
+}
+
+static void err_summary(const struct ld_sum *s, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	out[0] = 0;
+	for (int e = 0; e < LD_E_MAX; e++)
+		if (s->err[e] && n < cap)
+			n += (size_t)snprintf(out + n, cap - n, " %s=%llu", ld_err_names[e],
+					      (unsigned long long)s->err[e]);
+	if (!n)
+		snprintf(out, cap, " none");
+}
+
+/* Once a second: a progress line and a timeline point. */
+static void progress(void *arg)
+{
+	struct ld_parent *P = arg;
+	uint64_t now = ld_now_ns();
+	struct ld_sum s;
+	double dt, rps, p99;
+	char errs[512];
+
+	reap(P);
+	if (now - P->last_progress_ns < 1000000000ULL)
+		return;
+	dt = (double)(now - P->last_progress_ns) / 1e9;
+	P->last_progress_ns = now;
+	sum_workers(P, &s);
+	merge_lat(P, P->tmp_lat);
+	ld_hist_diff(P->diff_lat, P->tmp_lat, P->prev_lat);
+	*P->prev_lat = *P->tmp_lat;
+	rps = (double)(s.recv_msgs - P->prev_recv) / dt;
+	p99 = (double)ld_hist_quantile(P->diff_lat, 0.99) / 1000.0;
+	if (s.open_now > P->peak_open)
+		P->peak_open = s.open_now;
+	if (P->ntl < LD_TIMELINE_MAX) {
+		struct ld_tl_point *pt = &P->tl[P->ntl++];
+		pt->t = secs(P);
+		pt->open = s.open_now;
+		pt->pending = s.pending;
+		pt->errors = s.errors;
+		pt->recv_per_s = rps;
+		pt->p99_ms = p99;
+	}
+	if (!P->o->quiet) {
+		err_summary(&s, errs, sizeof(errs));
+		fprintf(stderr,
+			"[%6.1fs] %-9s open %llu/%llu (+%.0f/s, %llu pending) | recv %.0f msg/s p99 %.2f ms",
+			secs(P), P->phase_name, (unsigned long long)s.open_now,
+			(unsigned long long)s.clients, (double)(s.opened - P->prev_opened) / dt,
+			(unsigned long long)s.pending, rps, p99);
+		if (P->cur_rate > 0)
+			fprintf(stderr, " (pub %.0f/s)", P->cur_rate);
+		fprintf(stderr, " | errors%s\n", errs);
+	}
+	P->prev_recv = s.recv_msgs;
+	P->prev_opened = s.opened;
+}
+
+/* Sleeps `seconds` in small slices, with progress; ends early on a signal. */
+static void wait_for(struct ld_parent *P, double seconds)
+{
+	uint64_t end = ld_now_ns() + (uint64_t)(seconds * 1e9);
+
+	while (!stop_flag && ld_now_ns() < end) {
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+		progress(P);
+	}
+}
+
+/* A plain TCP connect to every target (2 s each): a clear error up front
+ * instead of N counted failures. */
+static int probe_targets(const struct ld_opts *o)
+{
+	for (unsigned i = 0; i < o->ntargets; i++) {
+		const struct ld_target *t = &o->targets[i];
+		int fd = socket(t->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct pollfd pfd;
+		int err = 0;
+		socklen_t el = sizeof(err);
+
+		if (fd < 0) {
+			cm_error("socket: %s", strerror(errno));
+			return -1;
+		}
+		if (connect(fd, (const struct sockaddr *)&t->ss, t->sslen) < 0 && errno != EINPROGRESS) {
+			err = errno;
+		} else {
+			pfd.fd = fd;
+			pfd.events = POLLOUT;
+			if (poll(&pfd, 1, 2000) != 1)
+				err = ETIMEDOUT;
+			else
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		}
+		close(fd);
+		if (err == ECONNREFUSED) {
+			fprintf(stderr, "herald-load: target %s refused the connection (is a gateway listening there?)\n",
+				t->hostport);
+			return -1;
+		}
+		if (err) {
+			fprintf(stderr, "herald-load: cannot connect to target %s: %s\n", t->hostport,
+				strerror(err));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void stop_workers(struct ld_parent *P)
+{
+	uint64_t deadline;
+
+	ld_store(&P->sh.ctl->phase, LD_PH_STOP);
+	deadline = ld_now_ns() + 10ULL * 1000000000ULL;
+	while (P->nalive && ld_now_ns() < deadline) {
+		struct timespec ts = { 0, 20 * 1000000L };
+		reap(P);
+		if (P->nalive)
+			nanosleep(&ts, NULL);
+	}
+	for (unsigned i = 0; i < P->o->workers; i++) {
+		if (!P->alive[i])
+			continue;
+		cm_warn("worker %u (pid %d) did not stop: killing it", i, (int)P->pids[i]);
+		kill(P->pids[i], SIGKILL);
+		waitpid(P->pids[i], NULL, 0);
+		P->alive[i] = false;
+		P->nalive--;
+	}
+}
+
+/* ---------- the JSON result ---------- */
+
+static cJSON *hist_json(const struct ld_hist *h, double div)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "count", (double)h->count);
+	cJSON_AddNumberToObject(j, "p50", (double)ld_hist_quantile(h, 0.50) / div);
+	cJSON_AddNumberToObject(j, "p90", (double)ld_hist_quantile(h, 0.90) / div);
+	cJSON_AddNumberToObject(j, "p99", (double)ld_hist_quantile(h, 0.99) / div);
+	cJSON_AddNumberToObject(j, "p999", (double)ld_hist_quantile(h, 0.999) / div);
+	cJSON_AddNumberToObject(j, "max", (double)(h->count ? h->max : 0) / div);
+	cJSON_AddNumberToObject(j, "mean", ld_hist_mean(h) / div);
+	return j;
+}
+
+struct ld_step_out {
+	double rate, seconds, publish_rate;
+	uint64_t published, receivers;
+	uint64_t clients, expected, received, dups, gaps, late, misrouted;
+	double max_behind_ms;
+	bool ok, done;
+};
+
+static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, struct ld_hist *lat)
+{
+	ld_hist_init(lat);
+	so->clients = so->expected = so->received = so->dups = so->gaps = so->late = so->misrouted = 0;
+	for (unsigned i = 0; i < P->o->workers; i++) {
+		const struct ld_step *s = &P->sh.w[i].steps[k];
+		so->clients += s->clients;
+		so->expected += s->expected;
+		so->received += s->received;
+		so->dups += s->dups;
+		so->gaps += s->gaps;
+		so->late += s->late;
+		so->misrouted += s->misrouted;
+		ld_hist_merge(lat, &s->lat);
+	}
+	so->ok = so->expected > 0 && so->received >= so->expected && !so->dups && !so->misrouted &&
+		 (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
+}
+
+static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
+{
+	cJSON *j = cJSON_CreateObject();
+	uint64_t lost = so->expected > so->received ? so->expected - so->received : 0;
+
+	cJSON_AddNumberToObject(j, "rate", so->rate);
+	cJSON_AddNumberToObject(j, "seconds", so->seconds);
+	cJSON_AddNumberToObject(j, "published", (double)so->published);
+	cJSON_AddNumberToObject(j, "publish_rate", so->publish_rate);
+	cJSON_AddNumberToObject(j, "publish_max_behind_ms", so->max_behind_ms);
+	cJSON_AddNumberToObject(j, "redis_receivers", (double)so->receivers);
+	cJSON_AddNumberToObject(j, "clients", (double)so->clients);
+	cJSON_AddNumberToObject(j, "expected", (double)so->expected);
+	cJSON_AddNumberToObject(j, "received", (double)so->received);
+	cJSON_AddNumberToObject(j, "lost", (double)lost);
+	cJSON_AddNumberToObject(j, "loss_pct", so->expected ? 100.0 * (double)lost / (double)so->expected : 0);
+	cJSON_AddNumberToObject(j, "duplicates", (double)so->dups);
+	cJSON_AddNumberToObject(j, "gaps", (double)so->gaps);
+	cJSON_AddNumberToObject(j, "late", (double)so->late);
+	cJSON_AddNumberToObject(j, "misrouted", (double)so->misrouted);
+	cJSON_AddNumberToObject(j, "deliveries_per_s", so->seconds > 0 ? (double)so->received / so->seconds : 0);
+	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
+	cJSON_AddBoolToObject(j, "ok", so->ok);
+	return j;
+}
+
+static int write_result(const struct ld_opts *o, cJSON *root)
+{
+	char *text = cJSON_Print(root);
+	FILE *f = stdout;
+	int ret = 0;
+
+	if (!text)
+		abort();
+	if (o->out_path[0]) {
+		f = fopen(o->out_path, "w");
+		if (!f) {
+			cm_error("cannot write --out %s: %s", o->out_path, strerror(errno));
+			free(text);
+			return -1;
+		}
+	}
+	fputs(text, f);
+	fputc('\n', f);
+	if (f != stdout)
+		ret = fclose(f) == 0 ? 0 : -1;
+	else
+		fflush(f);
+	free(text);
+	return ret;
+}
+
+int ld_run(const struct ld_opts *o)
+{
+	struct ld_parent P0, *P = &P0;
+	struct ld_pub *pub = NULL;
+	struct ld_step_out *so = cm_xcalloc(LD_MAX_STEPS, sizeof(*so));
+	struct ld_hist *lat = cm_xmalloc(sizeof(*lat));
+	struct sigaction sa;
+	char err[512];
+	double ramp_s = -1, hold_start = 0, hold_s = 0;
+	uint64_t ramp_opened = 0;
+	const char *fail_reason = NULL;
+	int nsteps = 0, ret;
+	struct ld_sum s;
+	cJSON *root, *j, *arr;
+
+	memset(P, 0, sizeof(*P));
+	P->o = o;
+	P->phase_name = "ramp";
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (probe_targets(o) < 0)
+		return 1;
+	if (o->publish && !(pub = ld_pub_connect(o, err, sizeof(err)))) {
+		fprintf(stderr, "herald-load: %s\n", err);
+		return 1;
+	}
+	if ((ret = ld_shared_map(&P->sh, o->workers, o->streams)) < 0) {
+		fprintf(stderr, "herald-load: shared memory: %s\n", strerror(-ret));
+		ld_pub_free(pub);
+		return 1;
+	}
+	P->prev_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->tmp_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
+	ld_hist_init(P->prev_lat);
+	P->tl = cm_xcalloc(LD_TIMELINE_MAX, sizeof(*P->tl));
+	P->pids = cm_xcalloc(o->workers, sizeof(*P->pids));
+	P->alive = cm_xcalloc(o->workers, sizeof(*P->alive));
+
+	{
+		double total = o->ramp_timeout + o->settle + o->duration + 60;
+		if (o->publish)
+			total += o->nrates * (o->duration + o->drain + 15);
+		P->sh.ctl->settle_ns = (uint64_t)(o->settle * 1e9);
+		P->sh.ctl->hard_deadline_ns = ld_now_ns() + (uint64_t)(total * 1e9);
+	}
+
+	P->t0 = ld_now_ns();
+	P->last_progress_ns = P->t0;
+	fflush(stdout);
+	fflush(stderr);
+	for (unsigned i = 0; i < o->workers; i++) {
+		pid_t parent = getpid(), pid = fork();
+		if (pid < 0) {
+			cm_error("fork: %s", strerror(errno));
+			fail_reason = "fork failed";
+			break;
+		}
+		if (pid == 0) {
+			signal(SIGINT, SIG_IGN); /* the parent decides; it stops us by the shared phase or SIGKILL */
+			signal(SIGTERM, SIG_DFL);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(1);
+			_exit(ld_worker_run(o, &P->sh, i));
+		}
+		P->pids[i] = pid;
+		P->alive[i] = true;
+		P->nalive++;
+	}
+
+	/* ramp: until every client was tried and none is still handshaking */
+	if (!fail_reason) {
+		uint64_t ramp_end = P->t0 + (uint64_t)(o->ramp_timeout * 1e9);
+		for (;;) {
+			struct timespec ts = { 0, 20 * 1000000L };
+			sum_workers(P, &s);
+			if (s.attempts >= o->clients && s.pending == 0) {
+				ramp_s = secs(P);
+				break;
+			}
+			if (stop_flag || !P->nalive)
+				break;
+			if (ld_now_ns() > ramp_end) {
+				cm_warn("ramp did not finish within --ramp-timeout %.0f s", o->ramp_timeout);
+				break;
+			}
+			nanosleep(&ts, NULL);
+			progress(P);
+		}
+		sum_workers(P, &s);
+		ramp_opened = s.opened;
+		if (s.open_now > P->peak_open)
+			P->peak_open = s.open_now;
+		if (!s.opened) {
+			char errs[512];
+			err_summary(&s, errs, sizeof(errs));
+			fprintf(stderr, "herald-load: no connection opened (errors:%s)", errs);
+			if (s.http_last)
+				fprintf(stderr, "; last HTTP status %llu", (unsigned long long)s.http_last);
+			fputc('\n', stderr);
+			fail_reason = "no connection opened";
+		}
+	}
+	if (o->ready_file[0] && !fail_reason) {
+		int fd = open(o->ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dprintf(fd, "%llu\n", (unsigned long long)s.open_now);
+			close(fd);
+		}
+	}
+
+	/* hold / publish */
+	if (!fail_reason && !stop_flag) {
+		ld_store(&P->sh.ctl->phase, LD_PH_HOLD);
+		hold_start = secs(P);
+		if (o->scenario == LD_SC_CHURN)
+			ld_store(&P->sh.ctl->churn_on, 1);
+		if (!o->publish) {
+			P->phase_name = o->scenario == LD_SC_CHURN ? "churn" : "hold";
+			wait_for(P, o->duration);
+		} else {
+			P->phase_name = "settle";
+			wait_for(P, o->settle);
+			for (unsigned k = 0; k < o->nrates && !stop_flag; k++) {
+				struct ld_pub_result pr;
+				uint32_t *pubk = P->sh.published + (size_t)k * o->streams;
+				uint64_t wait_end;
+				char name[32];
+
+				snprintf(name, sizeof(name), "step%u", k);
+				P->phase_name = name;
+				P->cur_rate = o->rates[k];
+				P->sh.ctl->step_start_ns[k] = ld_now_ns();
+				ret = ld_pub_step(pub, o, k, o->rates[k], o->duration, pubk, progress, P,
+						  &stop_flag, &pr);
+				P->sh.ctl->step_end_ns[k] = ld_now_ns();
+				P->cur_rate = 0;
+				so[k].rate = o->rates[k];
+				so[k].seconds = pr.seconds;
+				so[k].published = pr.sent;
+				so[k].receivers = pr.receivers;
+				so[k].publish_rate = pr.seconds > 0 ? (double)pr.sent / pr.seconds : 0;
+				so[k].max_behind_ms = pr.max_behind_ms;
+				nsteps = (int)k + 1;
+				if (ret < 0) {
+					fail_reason = "Redis failed while publishing";
+					break;
+				}
+				if (pr.sent && !pr.receivers)
+					cm_warn("step %u: no Redis subscriber got the messages (is the router running with --redis-prefix %s?)",
+						k, o->redis_prefix);
+				snprintf(name, sizeof(name), "drain%u", k);
+				wait_for(P, o->drain);
+				/* count the step in every worker */
+				ld_store(&P->sh.ctl->snap_req, (int)k);
+				wait_end = ld_now_ns() + 5000000000ULL;
+				for (;;) {
+					unsigned done = 0, live = 0;
+					struct timespec ts = { 0, 5 * 1000000L };
+					reap(P);
+					for (unsigned i = 0; i < o->workers; i++) {
+						if (!P->alive[i])
+							continue;
+						live++;
+						if (ld_load(&P->sh.w[i].snap_done) >= (int)k)
+							done++;
+					}
+					if (done == live || ld_now_ns() > wait_end)
+						break;
+					nanosleep(&ts, NULL);
+				}
+				step_collect(P, (int)k, &so[k], lat);
+				so[k].done = true;
+				if (!o->quiet)
+					fprintf(stderr,
+						"step %u: %.0f msgs/s -> %llu/%llu delivered, lost %llu, dups %llu, p50 %.2f p99 %.2f p999 %.2f ms%s\n",
+						k, so[k].rate, (unsigned long long)so[k].received,
+						(unsigned long long)so[k].expected,
+						(unsigned long long)(so[k].expected > so[k].received ?
+								     so[k].expected - so[k].received : 0),
+						(unsigned long long)so[k].dups,
+						(double)ld_hist_quantile(lat, 0.5) / 1000,
+						(double)ld_hist_quantile(lat, 0.99) / 1000,
+						(double)ld_hist_quantile(lat, 0.999) / 1000,
+						so[k].ok ? "" : "  (FAILED)");
+				if (o->until_fail && !so[k].ok)
+					break;
+			}
+		}
+		hold_s = secs(P) - hold_start;
+		ld_store(&P->sh.ctl->churn_on, 0);
+	}
+
+	sum_workers(P, &s);
+	if (s.open_now > P->peak_open)
+		P->peak_open = s.open_now;
+	stop_workers(P);
+	sum_workers(P, &s); /* slow_cut is counted on the way out */
+
+	/* result */
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "scenario", ld_scenario_name(o->scenario));
+	cJSON_AddBoolToObject(root, "tls", o->tls);
+	cJSON_AddBoolToObject(root, "tls_resume", o->tls_resume);
+	cJSON_AddStringToObject(root, "format", o->protobuf ? "protobuf" : "json");
+	cJSON_AddNumberToObject(root, "clients", o->clients);
+	cJSON_AddNumberToObject(root, "workers", o->workers);
+	cJSON_AddNumberToObject(root, "streams", o->subscribe ? o->streams : 0);
+	cJSON_AddNumberToObject(root, "payload", o->payload);
+	arr = cJSON_AddArrayToObject(root, "targets");
+	for (unsigned i = 0; i < o->ntargets; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(o->targets[i].hostport));
+	cJSON_AddNumberToObject(root, "elapsed_s", secs(P));
+
+	j = cJSON_AddObjectToObject(root, "connect");
+	cJSON_AddNumberToObject(j, "attempts", (double)s.attempts);
+	cJSON_AddNumberToObject(j, "opened", (double)s.opened);
+	cJSON_AddNumberToObject(j, "peak_open", (double)P->peak_open);
+	cJSON_AddNumberToObject(j, "open_at_end", (double)s.open_now);
+	cJSON_AddNumberToObject(j, "ramp_s", ramp_s);
+	cJSON_AddNumberToObject(j, "opened_in_ramp", (double)ramp_opened);
+	cJSON_AddNumberToObject(j, "connects_per_s", ramp_s > 0 ? (double)ramp_opened / ramp_s : 0);
+	cJSON_AddNumberToObject(j, "hold_s", hold_s);
+	cJSON_AddNumberToObject(j, "tls_resumed", (double)s.resumed);
+	{
+		struct ld_hist *hs = cm_xmalloc(sizeof(*hs));
+		ld_hist_init(hs);
+		for (unsigned i = 0; i < o->workers; i++)
+			ld_hist_merge(hs, &P->sh.w[i].hs);
+		cJSON_AddItemToObject(j, "handshake_ms", hist_json(hs, 1000.0));
+		free(hs);
+	}
+	j = cJSON_AddObjectToObject(root, "errors");
+	for (int e = 0; e < LD_E_MAX; e++)
+		cJSON_AddNumberToObject(j, ld_err_names[e], (double)s.err[e]);
+	cJSON_AddNumberToObject(j, "total", (double)s.errors);
+	j = cJSON_AddObjectToObject(root, "http_status");
+	{
+		static const char *cls[6] = { "1xx", "2xx", "3xx", "4xx", "5xx", "bad" };
+		for (int k = 0; k < 6; k++)
+			if (s.http_status[k])
+				cJSON_AddNumberToObject(j, cls[k], (double)s.http_status[k]);
+		if (s.http_last)
+			cJSON_AddNumberToObject(j, "last", (double)s.http_last);
+	}
+	j = cJSON_AddObjectToObject(root, "close_codes");
+	for (int k = 0; k <= LD_CLOSE_CODES; k++) {
+		char name[16];
+		if (!s.close_code[k])
+			continue;
+		if (k < LD_CLOSE_CODES)
+			snprintf(name, sizeof(name), "%d", 1000 + k);
+		else
+			snprintf(name, sizeof(name), "other");
+		cJSON_AddNumberToObject(j, name, (double)s.close_code[k]);
+	}
+	j = cJSON_AddObjectToObject(root, "recv");
+	cJSON_AddNumberToObject(j, "messages", (double)s.recv_msgs);
+	cJSON_AddNumberToObject(j, "bytes", (double)s.recv_bytes);
+	cJSON_AddNumberToObject(j, "foreign", (double)s.foreign);
+	cJSON_AddNumberToObject(j, "pings", (double)s.pings);
+	cJSON_AddNumberToObject(j, "buffer_ring_empty", (double)s.nobufs);
+	merge_lat(P, lat);
+	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
+	if (o->slow_pct > 0) {
+		j = cJSON_AddObjectToObject(root, "slow");
+		cJSON_AddNumberToObject(j, "clients", (double)s.slow_total);
+		cJSON_AddNumberToObject(j, "cut_by_server", (double)s.slow_cut);
+	}
+	if (o->scenario == LD_SC_CHURN) {
+		j = cJSON_AddObjectToObject(root, "churn");
+		cJSON_AddNumberToObject(j, "closed", (double)s.churned);
+		cJSON_AddNumberToObject(j, "per_s", hold_s > 0 ? (double)s.churned / hold_s : 0);
+	}
+	if (o->publish) {
+		int best = -1;
+		arr = cJSON_AddArrayToObject(root, "steps");
+		for (int k = 0; k < nsteps; k++) {
+			if (!so[k].done)
+				continue;
+			step_collect(P, k, &so[k], lat); /* late arrivals included in the histogram */
+			cJSON_AddItemToArray(arr, step_json(&so[k], lat));
+			if (so[k].ok && (best < 0 || so[k].rate > so[best].rate))
+				best = k;
+		}
+		if (best >= 0) {
+			j = cJSON_AddObjectToObject(root, "best_ok_step");
+			step_collect(P, best, &so[best], lat);
+			cJSON_AddNumberToObject(j, "rate", so[best].rate);
+			cJSON_AddNumberToObject(j, "deliveries_per_s",
+						so[best].seconds > 0 ? (double)so[best].received / so[best].seconds : 0);
+			cJSON_AddNumberToObject(j, "p99_ms", (double)ld_hist_quantile(lat, 0.99) / 1000);
+		} else {
+			cJSON_AddNullToObject(root, "best_ok_step");
+		}
+	}
+	arr = cJSON_AddArrayToObject(root, "timeline");
+	for (unsigned i = 0; i < P->ntl; i++) {
+		cJSON *pt = cJSON_CreateObject();
+		cJSON_AddNumberToObject(pt, "t", (double)(int64_t)(P->tl[i].t * 10) / 10);
+		cJSON_AddNumberToObject(pt, "open", (double)P->tl[i].open);
+		cJSON_AddNumberToObject(pt, "pending", (double)P->tl[i].pending);
+		cJSON_AddNumberToObject(pt, "errors", (double)P->tl[i].errors);
+		cJSON_AddNumberToObject(pt, "recv_per_s", (double)(int64_t)P->tl[i].recv_per_s);
+		cJSON_AddNumberToObject(pt, "p99_ms", P->tl[i].p99_ms);
+		cJSON_AddItemToArray(arr, pt);
+	}
+	if (P->worker_crashed && !fail_reason)
+		fail_reason = "a worker process died";
+	cJSON_AddBoolToObject(root, "interrupted", stop_flag != 0);
+	if (fail_reason)
+		cJSON_AddStringToObject(root, "error", fail_reason);
+	else
+		cJSON_AddNullToObject(root, "error");
+	ret = write_result(o, root) < 0 || fail_reason ? 1 : 0;
+
+	cJSON_Delete(root);
+	ld_pub_free(pub);
+	ld_shared_unmap(&P->sh);
+	free(P->prev_lat);
+	free(P->tmp_lat);
+	free(P->diff_lat);
+	free(P->tl);
+	free(P->pids);
+	free(P->alive);
+	free(so);
+	free(lat);
+	return ret;
+}
