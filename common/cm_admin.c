@@ -227,7 +227,16 @@ static void conn_handle(struct adm_conn *c, const struct cm_http_req *req)
 		respond_error(c, 404, NULL, head);
 		return;
 	}
+	/* The handler may stop the server, closing c: busy keeps c (and so
+	 * the server) alive until we are back. */
+	c->busy = true;
 	status = r->fn(r->arg, req, &body, &ctype);
+	c->busy = false;
+	if (c->closed) {
+		cm_buf_free(&body);
+		conn_free(c);
+		return;
+	}
 	if (status < 100 || status > 599) {
 		cm_warn("admin: handler for %s returned status %d", r->path, status);
 		cm_buf_free(&body);

@@ -97,11 +97,23 @@ static void stop_loop(void *arg)
 	cm_loop_stop(arg);
 }
 
+static int h_stop(void *arg, const struct cm_http_req *req, struct cm_buf *body,
+		  const char **ctype)
+{
+	(void)arg;
+	(void)req;
+	(void)ctype;
+	cm_buf_printf(body, "bye");
+	cm_admin_stop_then(adm, stop_loop, loop);
+	adm = NULL;
+	return 200;
+}
+
 /* Polls the stop flag set by the test thread (the loop has one thread). */
 static void on_watch(void *arg)
 {
 	(void)arg;
-	if (!want_stop)
+	if (!want_stop || !adm)
 		return;
 	cm_timer_stop(watch);
 	cm_admin_stop_then(adm, stop_loop, loop);
@@ -133,6 +145,7 @@ static void start_server(uint64_t timeout_ms)
 	cm_admin_route(adm, "/conns", h_conns, NULL);
 	cm_admin_route(adm, "/big", h_big, NULL);
 	cm_admin_route(adm, "/bad", h_bad_status, NULL);
+	cm_admin_route(adm, "/stop", h_stop, NULL);
 	watch = cm_timer_start(loop, 5, true, on_watch, NULL);
 	cr_assert_eq(pthread_create(&thr, NULL, run, NULL), 0);
 }
@@ -340,6 +353,50 @@ Test(cm_admin, malformed_requests_get_400_or_505)
 	cr_assert_eq(r.status, 400);
 	cm_buf_free(&r.raw);
 	cr_assert_eq(handler_calls, 0);
+}
+
+Test(cm_admin, a_handler_may_stop_the_server)
+{
+	int fd = dial();
+	struct cm_buf raw = { 0 };
+	const char *req = "GET /stop HTTP/1.1\r\n\r\n";
+
+	send_all(fd, req, strlen(req));
+	/* Its own connection is closed with the rest, unanswered. */
+	cr_assert(read_all(fd, &raw));
+	cr_assert_eq(raw.len, 0);
+	close(fd);
+	/* teardown joins the loop, which the stop callback ended. */
+	stop_server();
+	cr_assert_eq(LEAK_CHECK(), 0, "leaks");
+}
+
+Test(cm_admin, random_garbage_never_breaks_it)
+{
+	unsigned seed = 12345;
+	char buf[3000];
+
+	for (int i = 0; i < 300; i++) {
+		size_t n = 4 + (size_t)rand_r(&seed) % (sizeof(buf) - 4);
+		for (size_t j = 0; j < n; j++) {
+			int x = rand_r(&seed);
+			/* Mostly printable, some CR/LF/NUL/high bytes. */
+			buf[j] = x % 8 == 0 ? "\r\n\0\x80 :/?"[x / 8 % 8] : (char)(33 + x / 8 % 94);
+		}
+		if (i % 2)
+			memcpy(buf, "GET /hello", 10);
+		memcpy(buf + n - 4, "\r\n\r\n", 4);
+		int fd = dial();
+		struct cm_buf raw = { 0 };
+		send_all(fd, buf, n);
+		cr_assert(read_all(fd, &raw) || errno == ECONNRESET);
+		close(fd);
+		cm_buf_free(&raw);
+	}
+	struct resp r;
+	get("GET /hello HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+	cm_buf_free(&r.raw);
 }
 
 Test(cm_admin, bad_handler_status_is_500)
