@@ -239,6 +239,8 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, uint16_t code, const 
 struct gw_conn *gw_conn_get(struct gw_worker *w, uint32_t idx, uint32_t gen);
 /* Starts the drain of this worker (listeners closed, close 1001 to all). */
 void gw_worker_drain(struct gw_worker *w);
+/* Frees the worker, its connections and its loop (after the loop stopped). */
+void gw_worker_free(struct gw_worker *w);
 /* Every open connection of the worker, for deliver_all. */
 void gw_worker_each_open(struct gw_worker *w, void (*fn)(struct gw_worker *, struct gw_conn *, void *),
 			 void *arg);

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 const char *const gw_reason_names[GW_R_MAX] = {
@@ -268,7 +269,8 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, uint16_t code, const 
 		buf[1] = (uint8_t)code;
 		if (rl > sizeof(buf) - 2)
 			rl = sizeof(buf) - 2;
-		memcpy(buf + 2, reason, rl);
+		if (rl)
+			memcpy(buf + 2, reason, rl);
 		n = 2 + rl;
 	}
 	conn_closing(w, c, cm_packet_frame(CM_WS_CLOSE, buf, n), why);
@@ -1150,4 +1152,43 @@ void gw_worker_each_open(struct gw_worker *w,
 		if (c->state == GW_S_OPEN)
 			fn(w, c, arg);
 	}
+}
+
+/* ------------------------------------------------------------ teardown */
+
+void gw_worker_free(struct gw_worker *w)
+{
+	cur_w = w;
+	/* the loop has stopped: whatever the kernel still holds goes with the ring */
+	for (uint32_t i = 0; i < w->nslots; i++) {
+		struct gw_conn *c = gw_slot(w, i);
+		if (c->state == GW_S_FREE)
+			continue;
+		gw_conn_forget(w, c, c->idx);
+		if (c->state != GW_S_DEAD)
+			conn_leave(w, c, GW_R_DRAIN);
+		c->state = GW_S_DEAD;
+		c->inflight = 0;
+		conn_free(w, c);
+	}
+	cm_loop_free(w->loop);
+	w->loop = NULL;
+	if (w->br)
+		munmap(w->br, w->br_bytes);
+	if (w->bufs)
+		munmap(w->bufs, (size_t)w->nbufs * w->bufsz);
+	for (int i = 0; i < 2; i++)
+		if (w->lfd[i] >= 0)
+			close(w->lfd[i]);
+	for (uint32_t i = 0; i < w->nchunks; i++)
+		free(w->chunks[i]);
+	free(w->chunks);
+	free(w->freel);
+	free(w->dirty);
+	free(w->rearm);
+	free(w->dead);
+	gw_wheel_destroy(&w->wheel);
+	gw_htab_destroy(&w->lstreams);
+	cm_packet_unref(w->ping);
+	free(w);
 }

@@ -8,6 +8,7 @@
 #include "gw_cluster.h"
 #include "gw_sessions.h"
 #include "gw_streams.h"
+#include "cm_admin.h"
 #include "cm_buf.h"
 #include "cm_client.h"
 #include "cm_log.h"
@@ -507,6 +508,14 @@ static void begin_stop(struct gw_hub *h)
 		gw_cluster_free(h->cl); /* goodbye to the router, best effort */
 		h->cl = NULL;
 	}
+	if (h->stats) {
+		cm_timer_stop(h->stats);
+		h->stats = NULL;
+	}
+	if (h->g->admin) {
+		cm_admin_stop(h->g->admin);
+		h->g->admin = NULL;
+	}
 	/* a short grace for the last sends and the goodbye */
 	cm_timer_start(h->w0->loop, 50, false, stop_all, h);
 }
@@ -689,6 +698,18 @@ void gw_hub_fini(struct gw *g)
 	gw_htab_foreach(&h->ann_u, i, nd, nx) {
 		(void)nx;
 		free(nd);
+	}
+	for (unsigned i = 0; i < g->nworkers; i++) {
+		struct gw_batch *b = h->pend[i];
+		if (!b)
+			continue;
+		for (uint32_t k = 0; k < b->n; k++)
+			for (int f = 0; f < 2; f++)
+				if (b->it[k].pkt[f])
+					cm_packet_unref(b->it[k].pkt[f]);
+		free(b->it);
+		cm_buf_free(&b->names);
+		free(b);
 	}
 	gw_htab_destroy(&h->ann_s);
 	gw_htab_destroy(&h->ann_u);

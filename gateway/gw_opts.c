@@ -244,15 +244,15 @@ static int hostport(const char *flag, const char *v, char *host, int *port, char
 int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t errcap)
 {
 	const char *secret_file = NULL;
-	char host[GW_HOST_MAX];
+	char host[200];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
 
 	memset(o, 0, sizeof(*o));
 	o->threads = ncpu > 0 ? (unsigned)(ncpu > GW_MAX_THREADS ? GW_MAX_THREADS : ncpu) : 1;
-	if (gethostname(host, sizeof(host) - 32) < 0)
+	if (gethostname(host, sizeof(host) - 1) < 0)
 		strcpy(host, "gateway");
-	host[sizeof(host) - 32] = 0;
+	host[sizeof(host) - 1] = 0;
 	snprintf(o->id, sizeof(o->id), "%s:%d", host, (int)getpid());
 	strcpy(o->redis_host, "127.0.0.1");
 	o->redis_port = 6379;

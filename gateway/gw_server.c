@@ -190,6 +190,15 @@ int gw_run(struct gw_opts *o)
 	for (unsigned i = 0; i < g->nworkers; i++)
 		pthread_join(g->w[i]->th, NULL);
 	cm_info("stopped");
-	/* the process exits now: the kernel reclaims sockets, rings and memory */
+	gw_hub_fini(g);
+	for (unsigned i = 0; i < g->nworkers; i++)
+		gw_worker_free(g->w[i]);
+	free(g->w);
+	gw_streams_free(g->streams);
+	gw_sessions_free(g->sessions);
+	if (g->ssl_ctx)
+		SSL_CTX_free(g->ssl_ctx);
+	gw_opts_free(o);
+	free(g);
 	return 0;
 }
