@@ -15,11 +15,15 @@ for t in "$@"; do
   f=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
   c=$(echo "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
   p=${p:-0}; f=${f:-0}; c=${c:-0}
-  if [ $code -ne 0 ] || [ $((f + c)) -ne 0 ] || [ -z "$syn" ]; then
+  # A sanitizer report in a Criterion worker does not fail its test: look for it.
+  san=0
+  if grep -aqE 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$out"; then san=1; fi
+  if [ $code -ne 0 ] || [ $((f + c)) -ne 0 ] || [ -z "$syn" ] || [ $san -ne 0 ]; then
     cat "$out"
     echo "FAILED: $t (exit $code)"
     rc=1
     [ -z "$syn" ] && f=$((f + 1))
+    [ $san -ne 0 ] && [ $((f + c)) -eq 0 ] && { echo "(sanitizer report above)"; f=$((f + 1)); }
   else
     echo "ok   $t ($p)"
   fi
