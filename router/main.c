@@ -23,7 +23,8 @@ static const char usage[] =
 	"  --redis-prefix P         key and channel prefix (default herald)\n"
 	"  --admin HOST:PORT|none   /metrics, /api/gateways, /api/stats and the\n"
 	"                           live page at / (default 127.0.0.1:9100)\n"
-	"  --gateway-timeout D      drop a gateway not heard from for D (default 5s)\n"
+	"  --gateway-timeout D      a gateway that stops heartbeating (every 500ms)\n"
+	"                           is dropped within D (default 5s)\n"
 	"  --max-payload N          largest relayed payload in bytes (default 1048576)\n"
 	"  --log-level L            debug, info, warn or error (default info)\n"
 	"  --help                   this text\n"
@@ -221,7 +222,14 @@ int main(int argc, char **argv)
 	r = rt_router_new(loop, &ro);
 
 	if (!o.admin_off) {
-		admin = cm_admin_start(loop, o.admin_host, o.admin_port, &err);
+		/* A router killed a moment ago may still hold the port: its
+		 * io_uring instance is torn down asynchronously. */
+		for (int i = 0; i < 50; i++) {
+			admin = cm_admin_start(loop, o.admin_host, o.admin_port, &err);
+			if (admin || err != -EADDRINUSE)
+				break;
+			usleep(100 * 1000);
+		}
 		if (!admin) {
 			cm_error("--admin %s:%d: %s", o.admin_host, o.admin_port, strerror(-err));
 			return 1;

@@ -19,6 +19,8 @@
 #define RT_FIELDS_PER_CMD 1000
 /* A gateway still owing a resync answer is asked again after this. */
 #define RT_RESYNC_RETRY_MS 1000
+/* Gateways send a heartbeat this often (gw_cluster.c). */
+#define RT_HEARTBEAT_MS 500
 
 enum { SUB_STREAM, SUB_USER, SUB_ALL, SUB_ROUTER, SUB_N };
 
@@ -492,9 +494,15 @@ out:
 
 void rt_router_expire(struct rt_router *r, uint64_t now)
 {
+	/* The timeout bounds the time from a gateway's death to its removal;
+	 * its last heartbeat came up to RT_HEARTBEAT_MS before it died, and
+	 * this check runs every 100 ms. */
+	uint64_t slack = RT_HEARTBEAT_MS + 100, silence = r->o.gateway_timeout_ms;
+
+	silence = silence > 2 * slack ? silence - slack : silence / 2;
 	for (size_t s = 0; s < rt_gws_end(r->g); s++) {
 		struct rt_gw *gw = rt_gws_at(r->g, (uint16_t)s);
-		if (gw && now - gw->last_seen > r->o.gateway_timeout_ms)
+		if (gw && now - gw->last_seen > silence)
 			drop_gw(r, gw, "timed out");
 	}
 	if (r->nstale && now >= r->stale_at) {

@@ -31,7 +31,7 @@ struct rt_opts {
 	const char *redis_host;
 	int redis_port;
 	const char *prefix;           /* "herald" */
-	uint64_t gateway_timeout_ms;  /* 5000 */
+	uint64_t gateway_timeout_ms;  /* a dead gateway is dropped within this (5000) */
 	size_t max_payload;           /* 1 MiB */
 	uint64_t offset_idle_ms;      /* 60000 */
 	/* Tests: no Redis at all; commands go to send(). */
@@ -51,7 +51,8 @@ void rt_router_publish(struct rt_router *r, enum rt_delivery_kind kind, const ch
 void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len);
 /* End of a loop turn: save offsets, send every gateway's frame. */
 void rt_router_flush(struct rt_router *r);
-/* Drops gateways not heard from within the timeout (run every 100 ms). */
+/* Drops gateways silent for so long that a dead one goes within
+ * gateway_timeout_ms of its death (run every 100 ms). */
 void rt_router_expire(struct rt_router *r, uint64_t now);
 
 /* For the admin pages and tests. */

@@ -1,0 +1,329 @@
+/* The whole cluster: real Redis, a real herald-router and three real
+ * herald-gateways; WebSocket clients on every gateway. */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tests/integration/lib/th_cluster.h"
+#include "tests/integration/lib/th_gw.h"
+#include "tests/integration/lib/th_proc.h"
+#include "tests/integration/lib/th_ws.h"
+
+TestSuite(cluster, .init = th_setup, .fini = th_teardown, .timeout = 120);
+
+#define NGW 3
+
+static struct th_proc *redis;
+static struct th_router router;
+static struct th_gw gws[NGW];
+static char ids[NGW][16];
+
+static void cluster_start(void)
+{
+	redis = th_redis_start();
+	th_router_start(&router, redis->port, NULL);
+	for (int i = 0; i < NGW; i++) {
+		struct th_gw_opts o = { .redis_port = redis->port, .threads = 2 };
+		snprintf(ids[i], sizeof(ids[i]), "gw-%d", i);
+		o.id = ids[i];
+		th_gw_start(&gws[i], &o);
+	}
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == NGW, 5000),
+		  "the router sees %d gateways", NGW);
+}
+
+/* Reads the next push on ws and checks stream, offset and exact bytes. */
+static void expect_push(struct th_ws *ws, const char *stream, uint64_t offset,
+			const void *data, size_t len)
+{
+	struct cm_smsg m;
+	int rc = th_ws_next_push(ws, &m, 5000);
+	cr_assert_eq(rc, 1, "no push (rc %d) for %s #%llu", rc, stream,
+		     (unsigned long long)offset);
+	cr_assert_str_eq(m.stream, stream);
+	cr_assert_eq(m.offset, offset, "%s: offset %llu, want %llu", stream,
+		     (unsigned long long)m.offset, (unsigned long long)offset);
+	cr_assert_eq(m.data_len, len, "%s #%llu: %zu bytes, want %zu", stream,
+		     (unsigned long long)offset, m.data_len, len);
+	cr_assert(!len || !memcmp(m.data, data, len), "%s #%llu: payload differs", stream,
+		  (unsigned long long)offset);
+	cm_smsg_release(&m);
+}
+
+/* No push arrives within ms. */
+static void expect_quiet(struct th_ws *ws, int ms)
+{
+	struct cm_smsg m;
+	int rc = th_ws_next_push(ws, &m, ms);
+	if (rc == 1) {
+		cr_assert_fail("unexpected push on %s #%llu", m.stream, (unsigned long long)m.offset);
+		cm_smsg_release(&m);
+	}
+}
+
+static long long redis_publish(const char *chan, const void *p, size_t n)
+{
+	return th_redis_publish(redis->port, chan, p, n);
+}
+
+Test(cluster, publishes_reach_every_gateway_with_exact_bytes_and_contiguous_offsets)
+{
+	struct th_ws *cl[NGW][2];
+	static const uint8_t binary[] = { 0xff, 0x00, 0xfe, 0x80, 'a', 0x00, 0xc3 };
+	static const char nul_text[] = "nul\0inside \xc3\xa9";
+	char buf[64];
+
+	cluster_start();
+	for (int i = 0; i < NGW; i++) {
+		cl[i][0] = th_ws_open(gws[i].port, "/ws?user=j");
+		cl[i][1] = th_ws_open(gws[i].port, "/ws?user=p&format=protobuf");
+		for (int k = 0; k < 2; k++)
+			cr_assert_eq(th_ws_subscribe(cl[i][k], "clan:7"), 0);
+	}
+	/* ok means live cluster-wide: everything published now arrives */
+	cr_assert_eq(redis_publish("herald:stream:clan:7", "hello", 5), 1);
+	redis_publish("herald:stream:clan:7", binary, sizeof(binary));
+	redis_publish("herald:stream:clan:7", nul_text, sizeof(nul_text) - 1);
+	for (int n = 4; n <= 40; n++) {
+		int len = snprintf(buf, sizeof(buf), "message %d", n);
+		redis_publish("herald:stream:clan:7", buf, (size_t)len);
+	}
+	redis_publish("herald:stream:other", "not subscribed", 14);
+	for (int i = 0; i < NGW; i++)
+		for (int k = 0; k < 2; k++) {
+			struct th_ws *ws = cl[i][k];
+			expect_push(ws, "clan:7", 1, "hello", 5);
+			expect_push(ws, "clan:7", 2, binary, sizeof(binary));
+			expect_push(ws, "clan:7", 3, nul_text, sizeof(nul_text) - 1);
+			for (int n = 4; n <= 40; n++) {
+				int len = snprintf(buf, sizeof(buf), "message %d", n);
+				expect_push(ws, "clan:7", (uint64_t)n, buf, (size_t)len);
+			}
+		}
+	expect_quiet(cl[0][0], 200);
+	for (int i = 0; i < NGW; i++)
+		for (int k = 0; k < 2; k++)
+			th_ws_free(cl[i][k]);
+}
+
+Test(cluster, users_everyone_and_inband_publish)
+{
+	struct th_ws *alice1, *alice2, *bob, *sub[NGW];
+
+	cluster_start();
+	alice1 = th_ws_open(gws[0].port, "/ws?user=alice");
+	alice2 = th_ws_open(gws[2].port, "/ws?user=alice&format=protobuf");
+	bob = th_ws_open(gws[1].port, "/ws?user=bob");
+	for (int i = 0; i < NGW; i++) {
+		sub[i] = th_ws_open(gws[i].port, "/ws?user=s");
+		cr_assert_eq(th_ws_subscribe(sub[i], "room"), 0);
+	}
+	/* presence is announced without an ack: wait until the router has it */
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_users", NULL) >= 3, 5000));
+	redis_publish("herald:user:alice", "dm \x01\x00\xff", 7);
+	redis_publish("herald:user:alice", "second", 6);
+	redis_publish("herald:user:bob", "for bob", 7);
+	expect_push(alice1, "user:alice", 1, "dm \x01\x00\xff", 7);
+	expect_push(alice1, "user:alice", 2, "second", 6);
+	expect_push(alice2, "user:alice", 1, "dm \x01\x00\xff", 7);
+	expect_push(alice2, "user:alice", 2, "second", 6);
+	expect_push(bob, "user:bob", 1, "for bob", 7);
+
+	redis_publish("herald:all", "to everyone", 11);
+	expect_push(alice1, "*", 0, "to everyone", 11);
+	expect_push(alice2, "*", 0, "to everyone", 11);
+	expect_push(bob, "*", 0, "to everyone", 11);
+	for (int i = 0; i < NGW; i++)
+		expect_push(sub[i], "*", 0, "to everyone", 11);
+
+	/* a client's publish on gateway 1 reaches the subscribers of all */
+	cr_assert_eq(th_ws_publish(bob, "room", "in-band \xe2\x82\xac", 11), 0);
+	for (int i = 0; i < NGW; i++)
+		expect_push(sub[i], "room", 1, "in-band \xe2\x82\xac", 11);
+	expect_quiet(bob, 200);
+	th_ws_free(alice1);
+	th_ws_free(alice2);
+	th_ws_free(bob);
+	for (int i = 0; i < NGW; i++)
+		th_ws_free(sub[i]);
+}
+
+static bool ccu_is(int i, long long want)
+{
+	return th_router_gw_ccu(&router, ids[i]) == want && th_ccu_hash(redis->port, ids[i]) == want;
+}
+
+Test(cluster, ccu_per_gateway_follows_connects_and_disconnects)
+{
+	struct th_ws *c[6];
+
+	cluster_start();
+	for (int i = 0; i < 4; i++)
+		c[i] = th_ws_open(gws[0].port, "/ws?user=x");
+	c[4] = th_ws_open(gws[1].port, "/ws?user=y");
+	c[5] = th_ws_open(gws[1].port, "/ws?user=z");
+	cr_assert(TH_WAIT(ccu_is(0, 4) && ccu_is(1, 2) && ccu_is(2, 0), 5000),
+		  "ccu %lld %lld %lld", th_router_gw_ccu(&router, ids[0]),
+		  th_router_gw_ccu(&router, ids[1]), th_router_gw_ccu(&router, ids[2]));
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_cluster_ccu", NULL) == 6, 3000));
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_gateway_ccu", "gw-0") == 4, 3000));
+	th_ws_free(c[0]);
+	th_ws_free(c[1]);
+	th_ws_free(c[4]);
+	cr_assert(TH_WAIT(ccu_is(0, 2) && ccu_is(1, 1) && ccu_is(2, 0), 5000));
+	for (int i = 2; i < 6; i++)
+		if (i != 4)
+			th_ws_free(c[i]);
+	cr_assert(TH_WAIT(ccu_is(0, 0) && ccu_is(1, 0), 5000));
+}
+
+Test(cluster, a_killed_gateway_leaves_the_tables_within_5s)
+{
+	struct th_ws *c;
+	struct th_gwrow rows[8];
+	int64_t t0;
+	int n;
+
+	cluster_start();
+	c = th_ws_open(gws[1].port, "/ws?user=x");
+	cr_assert(TH_WAIT(ccu_is(1, 1), 5000));
+	th_kill9(gws[1].proc);
+	t0 = th_now_ms();
+	/* 5 s is the contract; the deadline adds polling slack only */
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == NGW - 1 &&
+			  th_ccu_hash(redis->port, ids[1]) == -1, 5500),
+		  "gateway still listed after %lld ms", (long long)(th_now_ms() - t0));
+	cr_log_info("killed gateway dropped after %lld ms", (long long)(th_now_ms() - t0));
+	n = th_router_gateways(&router, rows, 8);
+	cr_assert_eq(n, NGW - 1);
+	for (int i = 0; i < n; i++)
+		cr_assert_str_neq(rows[i].id, ids[1]);
+	th_ws_free(c);
+}
+
+/* Publishes on stream until ws gets a push (each try numbered in the
+ * payload); returns the push's offset. */
+static uint64_t publish_until_delivered(struct th_ws *ws, const char *stream, int timeout_ms)
+{
+	char chan[64], buf[32];
+	int64_t dl = th_now_ms() + timeout_ms;
+	struct cm_smsg m;
+
+	snprintf(chan, sizeof(chan), "herald:stream:%s", stream);
+	while (th_now_ms() < dl) {
+		int len = snprintf(buf, sizeof(buf), "probe");
+		redis_publish(chan, buf, (size_t)len);
+		if (th_ws_next_push(ws, &m, 50) == 1) {
+			uint64_t off = m.offset;
+			cr_assert_str_eq(m.stream, stream);
+			cm_smsg_release(&m);
+			return off;
+		}
+	}
+	return 0;
+}
+
+/* After a restart: every client still connected, each delivery continues
+ * above the offsets seen before and stays contiguous afterwards. */
+static void check_recovery(struct th_ws **c, uint64_t last_before, const char *what)
+{
+	int64_t t0 = th_now_ms();
+	uint64_t first = publish_until_delivered(c[0], "s", 5000);
+
+	cr_assert(first > last_before, "%s: delivery did not resume (offset %llu, before %llu)",
+		  what, (unsigned long long)first, (unsigned long long)last_before);
+	cr_log_info("%s: delivery back after %lld ms", what,
+	       (long long)(th_now_ms() - t0));
+	/* Everything is in sync now: the next messages reach every client
+	 * in order. Drain what the probes left on the other clients first. */
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_streams", NULL) == 1, 3000));
+	for (int i = 1; i < NGW; i++) {
+		struct cm_smsg m;
+		while (th_ws_next_push(c[i], &m, 300) == 1) {
+			cr_assert(m.offset > last_before, "%s: offsets went back", what);
+			cm_smsg_release(&m);
+		}
+	}
+	uint64_t base = publish_until_delivered(c[0], "s", 2000);
+	struct cm_smsg m;
+	for (int i = 1; i < NGW; i++) {
+		while (th_ws_next_push(c[i], &m, 500) == 1) {
+			uint64_t off = m.offset;
+			cm_smsg_release(&m);
+			if (off == base)
+				break;
+			cr_assert(off < base);
+		}
+	}
+	redis_publish("herald:stream:s", "next", 4);
+	for (int i = 0; i < NGW; i++)
+		expect_push(c[i], "s", base + 1, "next", 4);
+	for (int i = 0; i < NGW; i++)
+		cr_assert_not(c[i]->eof || c[i]->got_close, "%s: client %d was disconnected", what, i);
+}
+
+Test(cluster, router_restart_keeps_clients_and_offsets)
+{
+	struct th_ws *c[NGW];
+
+	cluster_start();
+	for (int i = 0; i < NGW; i++) {
+		c[i] = th_ws_open(gws[i].port, "/ws?user=x");
+		cr_assert_eq(th_ws_subscribe(c[i], "s"), 0);
+	}
+	for (int n = 1; n <= 5; n++)
+		redis_publish("herald:stream:s", "before", 6);
+	for (int i = 0; i < NGW; i++)
+		for (int n = 1; n <= 5; n++)
+			expect_push(c[i], "s", (uint64_t)n, "before", 6);
+	th_kill9(router.proc);
+	th_restart(router.proc);
+	cr_assert(th_wait_http_200(router.admin_port, "/api/gateways", 5000) == 0);
+	check_recovery(c, 5, "router restart");
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == NGW, 3000));
+	for (int i = 0; i < NGW; i++)
+		th_ws_free(c[i]);
+}
+
+Test(cluster, redis_restart_keeps_clients)
+{
+	struct th_ws *c[NGW];
+
+	cluster_start();
+	for (int i = 0; i < NGW; i++) {
+		c[i] = th_ws_open(gws[i].port, "/ws?user=x");
+		cr_assert_eq(th_ws_subscribe(c[i], "s"), 0);
+	}
+	redis_publish("herald:stream:s", "before", 6);
+	for (int i = 0; i < NGW; i++)
+		expect_push(c[i], "s", 1, "before", 6);
+	th_kill9(redis);
+	th_sleep_ms(300); /* Redis away for a while (not an assertion) */
+	th_restart(redis);
+	cr_assert(th_wait_port(redis->port, 5000) == 0);
+	check_recovery(c, 1, "redis restart");
+	for (int i = 0; i < NGW; i++)
+		th_ws_free(c[i]);
+}
+
+Test(cluster, malformed_frames_are_counted_and_dropped)
+{
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
+	struct th_ws *c;
+
+	cluster_start();
+	c = th_ws_open(gws[0].port, "/ws?user=x");
+	cr_assert_eq(th_ws_subscribe(c, "s"), 0);
+	redis_publish("herald:router", junk, sizeof(junk));
+	redis_publish("herald:router", "\x0a\xff", 2);
+	redis_publish("herald:gw:gw-0", junk, sizeof(junk));
+	redis_publish("herald:gw:gw-0", "\x08", 1);
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_bad_frames_total", NULL) == 2, 3000));
+	cr_assert(TH_WAIT(th_gw_metric(&gws[0], "herald_gateway_cluster_frames_bad_total", NULL) == 2,
+			  3000));
+	redis_publish("herald:stream:s", "still fine", 10);
+	expect_push(c, "s", 1, "still fine", 10);
+	cr_assert(th_alive(router.proc) && th_alive(gws[0].proc));
+	th_ws_free(c);
+}
