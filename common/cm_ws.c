@@ -156,7 +156,8 @@ static int reader_fail(struct cm_ws_reader *r, int code)
 	return code;
 }
 
-/* Checks the frame against the message state and starts it. */
+/* Checks the frame against the message state and starts it. A max_message
+ * of 0 means no limit. */
 static int begin_frame(struct cm_ws_reader *r, const struct cm_ws_header *h)
 {
 	if (h->opcode == CM_WS_CONT) {
@@ -181,9 +182,10 @@ static int begin_frame(struct cm_ws_reader *r, const struct cm_ws_header *h)
 	return 0;
 }
 
-/* Makes room for `want` bytes in the assembly buffer, never reserving past
- * `limit` (where the current frame ends) unless want itself is larger. */
-static void reserve(struct cm_ws_reader *r, size_t want, uint64_t limit)
+/* Makes room for `want` bytes in the assembly buffer. Grows geometrically
+ * (fragments may be tiny), and straight to `frame_end`, where the current
+ * frame ends, when max_message bounds it (begin_frame checked that). */
+static void reserve(struct cm_ws_reader *r, size_t want, uint64_t frame_end)
 {
 	size_t ncap;
 
@@ -192,8 +194,8 @@ static void reserve(struct cm_ws_reader *r, size_t want, uint64_t limit)
 	ncap = r->cap * 2;
 	if (ncap < 256)
 		ncap = 256;
-	if (ncap > limit)
-		ncap = (size_t)limit;
+	if (r->max_message && frame_end > ncap)
+		ncap = (size_t)frame_end;
 	if (ncap < want)
 		ncap = want;
 	r->buf = cm_xrealloc(r->buf, ncap);

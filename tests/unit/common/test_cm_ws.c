@@ -806,3 +806,38 @@ Test(cm_ws, close_rejects_reason_not_in_utf8)
 	cr_assert_eq(close_of("\x03\xe8" "bad \xED\xA0\x80", 9, &code), -CM_WS_CLOSE_INVALID_DATA);
 	cr_assert_eq(close_of("\x03\xe8" "cut \xE2\x82", 8, &code), -CM_WS_CLOSE_INVALID_DATA);
 }
+
+Test(cm_ws, zero_max_message_means_no_limit)
+{
+	static uint8_t b[3 * 70000 + 64], pl[70000];
+	memset(pl, 'q', sizeof(pl));
+	size_t n = frame(b, CM_WS_TEXT, false, pl, sizeof(pl), true);
+	n += frame(b + n, CM_WS_CONT, false, pl, sizeof(pl), true);
+	n += frame(b + n, CM_WS_CONT, true, pl, sizeof(pl), true);
+	struct cm_ws_reader r;
+	struct sink s = { 0 };
+	cm_ws_reader_init(&r, true, 0);
+	/* In uneven pieces so the buffer grows as data arrives. */
+	for (size_t i = 0; i < n; i += 4099)
+		cr_assert_eq(feed(&r, &s, b + i, n - i < 4099 ? n - i : 4099), 0);
+	cr_assert_eq(s.n, 1);
+	cr_assert_eq(s.m[0].len, 3 * sizeof(pl));
+	cr_assert_null(r.buf);
+	sink_free(&s);
+}
+
+Test(cm_ws, many_tiny_fragments_reassemble)
+{
+	static uint8_t b[3000 * 7];
+	size_t n = frame(b, CM_WS_BINARY, false, "0", 1, true);
+	for (int i = 1; i < 2999; i++)
+		n += frame(b + n, CM_WS_CONT, false, (const char[]){ (char)('0' + i % 10) }, 1, true);
+	n += frame(b + n, CM_WS_CONT, true, "9", 1, true);
+	struct sink s = { 0 };
+	cr_assert_eq(feed_whole(b, n, true, 3000, &s), 0);
+	cr_assert_eq(s.n, 1);
+	cr_assert_eq(s.m[0].len, 3000);
+	for (int i = 0; i < 2999; i++)
+		cr_assert_eq(s.m[0].data[i], '0' + i % 10);
+	sink_free(&s);
+}
