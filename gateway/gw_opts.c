@@ -32,7 +32,7 @@ static const char usage[] =
 	"  --client-publish P         all | none | comma list of stream prefixes\n"
 	"                             (default all; user:* and * never)\n"
 	"  --cmd-rate N, --cmd-burst N  commands per second per connection (100, 200)\n"
-	"  --recv-buffers N           provided receive buffers per thread (256)\n"
+	"  --recv-buffers N           provided receive buffers per thread (128)\n"
 	"  --recv-buffer-size N       bytes each (4096)\n"
 	"  --log-level L              debug|info|warn|error (default info)\n"
 	"  --help                     this text\n"
@@ -271,7 +271,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	o->pub = GW_PUB_ALL;
 	o->cmd_rate = 100;
 	o->cmd_burst = 200;
-	o->recv_buffers = 256;
+	o->recv_buffers = 128;
 	o->recv_buffer_size = 4096;
 	o->log_level = CM_LOG_INFO;
 
