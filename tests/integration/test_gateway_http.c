@@ -43,6 +43,7 @@ Test(gateway_http, refuses_other_paths_with_404)
 	cr_assert_eq(upgrade_status(&gw, "/x"), 404);
 	cr_assert_eq(upgrade_status(&gw, "/"), 404);
 	cr_assert_eq(upgrade_status(&gw, "/wss"), 404);
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_http_refusals_total", "\"404\""), 5);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 

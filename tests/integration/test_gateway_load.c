@@ -110,14 +110,7 @@ Test(gateway_load, thousands_of_subscribers_get_every_message_once_in_order)
 
 static double slow_closes(const struct th_gw *gw)
 {
-	char *body;
-	if (th_http_get(gw->admin_port, "/metrics", &body, NULL) != 200)
-		return -1;
-	double v = th_metric_match(body, "slow", NULL);
-	if (v < 0)
-		v = th_metric_match(body, "close", "slow");
-	free(body);
-	return v;
+	return th_gw_metric(gw, "herald_gateway_slow_consumer_closes_total", NULL);
 }
 
 Test(gateway_load, slow_consumer_is_closed_and_others_keep_receiving)
@@ -152,6 +145,7 @@ Test(gateway_load, slow_consumer_is_closed_and_others_keep_receiving)
 	}
 	free(big);
 	cr_assert(TH_WAIT(slow_closes(&gw) >= 1, 10000), "slow-consumer closes: %g", slow_closes(&gw));
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_connections_closed_total", "slow_consumer"), 1);
 	cr_assert(TH_WAIT(ccu(&gw) == 2, 5000), "ccu %g: the slow consumer is still counted",
 		  ccu(&gw));
 	/* the slow client, reading at last, finds its connection ended (with 1008

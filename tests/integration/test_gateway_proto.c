@@ -342,6 +342,19 @@ Test(gateway_proto, close_codes)
 	cr_assert_eq(close_code_after(ws), 1009, "fragments adding up over the limit");
 	th_ws_free(ws);
 
+	/* each of those was counted under its reason */
+	static const struct {
+		const char *reason;
+		double n;
+	} want[] = { { "\"protocol_error\"", 5 }, { "\"invalid_utf8\"", 2 },
+		     { "\"unsupported_data\"", 1 }, { "\"too_big\"", 2 } };
+	for (size_t i = 0; i < CM_ARRAY_LEN(want); i++)
+		cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections_closed_total",
+					       want[i].reason) == want[i].n, 5000),
+			  "closed %s: %g, want %g", want[i].reason,
+			  th_gw_metric(&gw, "herald_gateway_connections_closed_total", want[i].reason),
+			  want[i].n);
+
 	/* the client's close is echoed with its code */
 	ws = th_ws_open(gw.port, "/ws?user=a");
 	th_ws_send_close(ws, 1000, "bye");
@@ -445,6 +458,8 @@ Test(gateway_proto, idle_timeout_closes)
 	int c = th_ws_wait_close(ws, 5000);
 	cr_assert(c != 0, "still open 5 s after a 500 ms idle timeout");
 	cr_assert(th_ws_wait_eof(ws, 5000));
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections_closed_total",
+				       "idle_timeout") == 1, 5000));
 	th_ws_free(ws);
 	stop();
 }

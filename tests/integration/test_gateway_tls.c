@@ -86,17 +86,21 @@ Test(gateway_tls, rsa_tls12_and_tls13)
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
-static double resumed(const struct th_gw *gw)
+static double handshakes(const struct th_gw *gw, const char *kind)
 {
-	char *body;
+	char *body, series[128];
 	if (th_http_get(gw->admin_port, "/metrics", &body, NULL) != 200)
 		return -1;
-	/* a series named *resum* or one with a resumed label */
-	double v = th_metric_match(body, "resum", NULL);
-	if (v < 0)
-		v = th_metric_match(body, "tls", "resum");
+	snprintf(series, sizeof(series), "herald_gateway_tls_handshakes_total{kind=\"%s\"}", kind);
+	double v = -1;
+	th_metric(body, series, &v);
 	free(body);
 	return v;
+}
+
+static double resumed(const struct th_gw *gw)
+{
+	return handshakes(gw, "resumed");
 }
 
 Test(gateway_tls, session_resumption)
@@ -122,6 +126,9 @@ Test(gateway_tls, session_resumption)
 			  "resumed handshakes in /metrics: %g (was %g)", resumed(&gw), before);
 		before = resumed(&gw);
 	}
+	cr_assert_eq(resumed(&gw), 2);
+	cr_assert(TH_WAIT(handshakes(&gw, "full") == 2, 5000), "full handshakes: %g",
+		  handshakes(&gw, "full"));
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
