@@ -44,9 +44,9 @@ dump_logs() {
 
 teardown() {
 	local c
-	[ -n "${HERALD_KEEP:-}" ] && { say "HERALD_KEEP set: leaving project $project running"; return; }
+	[ -n "${HERALD_KEEP:-}" ] && { say "HERALD_KEEP set: leaving project $project running (files in $work)"; return; }
 	if [ -n "$(containers)" ]; then
-		HERALD_GATEWAYS=$ngw_max timeout 120 compose down -t 15 -v >/dev/null 2>&1
+		HERALD_GATEWAYS=$ngw_max timeout 120 "${compose[@]}" down -t 15 -v >/dev/null 2>&1
 		# Whatever compose down missed (it only knows the current replica count).
 		for c in $(containers); do timeout 30 podman rm -f -t 5 "$c" >/dev/null 2>&1; done
 	fi
@@ -71,9 +71,7 @@ trap 'say "interrupted"; exit 130' INT TERM
 
 fail() { say "$*"; exit 1; }
 
-compose() {
-	"$py" "$root/deploy/podman-compose-shim.py" -p "$project" -f "$root/deploy/docker-compose.yml" "$@"
-}
+compose=("$py" "$root/deploy/podman-compose-shim.py" -p "$project" -f "$root/deploy/docker-compose.yml")
 
 port_busy() { ss -Hltn "sport = :$1" | grep -q .; }
 free_port_from() {
@@ -86,6 +84,7 @@ http_ok() { # port path
 		printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$2" >&3
 		read -r _ st _ <&3; [[ $st == 2* ]]' _ "$1" "$2" 2>/dev/null
 }
+redis_ping() { redis-cli -p "$1" ping >/dev/null 2>&1; }
 wait_for() { # seconds description command...
 	local end=$(( $(date +%s) + $1 )) what=$2
 	shift 2
@@ -115,7 +114,7 @@ BUILDAH_FORMAT=docker timeout 1200 podman build -q -f deploy/Dockerfile -t "$ima
 	{ tail -n 30 /tmp/herald-compose-build.log >&2; fail "image build failed (log: /tmp/herald-compose-build.log)"; }
 say "image built in $(( $(date +%s) - t )) s"
 for b in herald-gateway herald-router; do
-	podman run --rm --entrypoint /bin/sh "$image" -c "test -x /usr/local/bin/$b" ||
+	podman run --rm --no-healthcheck --entrypoint /bin/sh "$image" -c "test -x /usr/local/bin/$b" ||
 		fail "$image has no $b (does it build? see the build log)"
 done
 
@@ -134,10 +133,14 @@ redis_port=$(free_port_from 16390) || fail "no free port"
 ws_port=$(free_port_from 18080) || fail "no free port"
 wss_port=$(free_port_from 18443) || fail "no free port"
 admin_port=$(free_port_from 19100) || fail "no free port"
-gw_base=19200
-for ((n = 1; n <= ngw_max + 2; n++)); do
-	port_busy $((gw_base + n)) && fail "port $((gw_base + n)) is busy (gateway admin slots)"
+# Gateway admin ports: slot n uses gw_base+n; find a base with a free run.
+gw_base=""
+for ((b = 19200; b < 19400; b += 10)); do
+	ok=1
+	for ((n = 1; n <= ngw_max + 2; n++)); do port_busy $((b + n)) && { ok=0; break; }; done
+	[ $ok = 1 ] && { gw_base=$b; break; }
 done
+[ -n "$gw_base" ] || fail "no free range for the gateway admin ports"
 
 export HERALD_IMAGE=$image HERALD_REDIS_IMAGE=$redis_image
 export HERALD_REDIS_PORT=$redis_port HERALD_WS_PORT=$ws_port HERALD_WSS_PORT=$wss_port
@@ -149,9 +152,9 @@ export HERALD_AUTH=jwt HERALD_GW_THREADS=2 HERALD_DRAIN_TIMEOUT=10s
 say "ports: redis $redis_port, ws $ws_port, wss $wss_port, router admin $admin_port, gateway admin $((gw_base + 1))..$((gw_base + ngw_max))"
 
 t=$(date +%s)
-HERALD_GATEWAYS=$ngw_start timeout 180 compose up -d --no-build >"$work/up1.log" 2>&1 ||
+HERALD_GATEWAYS=$ngw_start timeout 180 "${compose[@]}" up -d --no-build >"$work/up1.log" 2>&1 ||
 	{ tail -n 20 "$work/up1.log" >&2; fail "compose up failed"; }
-wait_for 30 "Redis on $redis_port" redis-cli -p "$redis_port" ping
+wait_for 30 "Redis on $redis_port" redis_ping "$redis_port"
 wait_for 30 "the router's /api/gateways on $admin_port" http_ok "$admin_port" /api/gateways
 for ((n = 1; n <= ngw_start; n++)); do
 	wait_for 30 "gateway slot $n /healthz" http_ok $((gw_base + n)) /healthz
@@ -160,7 +163,7 @@ say "stack up with $ngw_start gateways in $(( $(date +%s) - t )) s"
 
 stage="scale up"
 t=$(date +%s)
-HERALD_GATEWAYS=$ngw_max timeout 180 compose up -d --no-build >"$work/up2.log" 2>&1 ||
+HERALD_GATEWAYS=$ngw_max timeout 180 "${compose[@]}" up -d --no-build >"$work/up2.log" 2>&1 ||
 	{ tail -n 20 "$work/up2.log" >&2; fail "compose up (scale to $ngw_max) failed"; }
 wait_for 30 "gateway slot $ngw_max /healthz" http_ok $((gw_base + ngw_max)) /healthz
 running=$(podman ps --filter "label=io.podman.compose.project=$project" \
@@ -173,6 +176,13 @@ done
 # The user the gateways run as (the image's non-root user).
 uid=$(podman top "${project}_gateway_1" user 2>/dev/null | tail -n1 | tr -d ' ')
 [ "$uid" = herald ] || [ "$uid" = 10001 ] || fail "gateway runs as '$uid', want the herald user"
+
+# The image's HEALTHCHECK (bash /dev/tcp probe of the admin port), run once
+# by hand: podman runs healthchecks from systemd timers, absent here.
+for c in "${project}_router_1" "${project}_gateway_1" "${project}_gateway_$ngw_max"; do
+	podman healthcheck run "$c" >/dev/null 2>&1 || fail "healthcheck of $c failed"
+done
+say "image healthcheck passes on the router and the gateways"
 
 # ---- 4. clients, publish, drain ------------------------------------------
 stage="cluster check"
@@ -189,15 +199,16 @@ code=$(podman inspect -f '{{.State.ExitCode}}' "$victim")
 [ "$code" = 0 ] || fail "$victim exited with status $code after SIGTERM, want 0"
 say "$victim exited 0 after its drain; removing it (scale to $((ngw_max - 1)))"
 podman logs --tail 5 "$victim" 2>&1 | sed 's/^/  | /' >&2
-podman rm "$victim" >/dev/null
+podman rm "$victim" >/dev/null 2>&1
 for ((n = 1; n < ngw_max; n++)); do
 	http_ok $((gw_base + n)) /healthz || fail "gateway slot $n is not healthy after the drain"
 done
 
 # ---- 5. teardown ----------------------------------------------------------
 stage="teardown"
+[ -n "${HERALD_KEEP:-}" ] && exit 0    # finish() says what is left running
 t=$(date +%s)
-HERALD_GATEWAYS=$ngw_max timeout 120 compose down -t 15 -v >"$work/down.log" 2>&1 ||
+HERALD_GATEWAYS=$ngw_max timeout 120 "${compose[@]}" down -t 15 -v >"$work/down.log" 2>&1 ||
 	{ tail -n 20 "$work/down.log" >&2; fail "compose down failed"; }
 left=$(containers | wc -l)
 [ "$left" = 0 ] || fail "$left containers left after compose down"
