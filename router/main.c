@@ -167,6 +167,20 @@ static int parse(int argc, char **argv, struct opts *o)
 	return -1;
 }
 
+static struct rt_router *the_router;
+
+static void flush_hook(void *arg)
+{
+	(void)arg;
+	if (the_router)
+		rt_router_flush(the_router);
+}
+
+static void stop_loop(void *arg)
+{
+	cm_loop_stop(arg);
+}
+
 struct sigwatch {
 	struct cm_loop *loop;
 	int fd;
@@ -190,6 +204,7 @@ int main(int argc, char **argv)
 	struct rt_opts ro;
 	struct sigwatch sw;
 	struct cm_admin *admin = NULL;
+	struct cm_poll *sigpoll;
 	sigset_t set;
 	int rc, err = 0;
 
@@ -211,7 +226,7 @@ int main(int argc, char **argv)
 		cm_error("signalfd: %s", strerror(errno));
 		return 1;
 	}
-	cm_poll_start(loop, sw.fd, POLLIN, true, on_signal, &sw);
+	sigpoll = cm_poll_start(loop, sw.fd, POLLIN, true, on_signal, &sw);
 
 	memset(&ro, 0, sizeof(ro));
 	ro.redis_host = o.redis_host;
@@ -220,6 +235,8 @@ int main(int argc, char **argv)
 	ro.gateway_timeout_ms = o.gateway_timeout_ms;
 	ro.max_payload = o.max_payload;
 	r = rt_router_new(loop, &ro);
+	the_router = r;
+	cm_loop_on_turn(loop, flush_hook, NULL);
 
 	if (!o.admin_off) {
 		/* A router killed a moment ago may still hold the port: its
@@ -240,6 +257,21 @@ int main(int argc, char **argv)
 		o.redis_host, o.redis_port, o.prefix, o.admin_off ? "none" : o.admin_host,
 		admin ? cm_admin_port(admin) : 0, o.gateway_timeout_ms);
 	rc = cm_loop_run(loop);
-	/* The process exits now: the kernel reclaims the rest. */
+	/* A clean exit frees everything (the sanitizer builds check it): the
+	 * admin server first (its handlers use the router), then the router,
+	 * then one more turn for what the kernel still held. */
+	cm_poll_stop(sigpoll);
+	if (admin && !rc) {
+		cm_admin_stop_then(admin, stop_loop, loop);
+		cm_timer_start(loop, 2000, false, stop_loop, loop); /* bounded */
+		cm_loop_run(loop);
+	}
+	the_router = NULL;
+	rt_router_free(r);
+	cm_timer_start(loop, 1, false, stop_loop, loop);
+	cm_loop_run(loop);
+	cm_loop_free(loop);
+	close(sw.fd);
+	cm_info("router stopped");
 	return rc ? 1 : 0;
 }

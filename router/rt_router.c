@@ -266,11 +266,6 @@ void rt_router_flush(struct rt_router *r)
 	r->nflush = 0;
 }
 
-static void on_turn(void *arg)
-{
-	rt_router_flush(arg);
-}
-
 /* ------------------------------------------------------------------ relay */
 
 static size_t encode(struct rt_router *r, enum rt_delivery_kind kind, const char *name,
@@ -771,7 +766,6 @@ struct rt_router *rt_router_new(struct cm_loop *loop, const struct rt_opts *opts
 		r->loaded = true;
 		return r;
 	}
-	cm_loop_on_turn(loop, on_turn, r);
 	r->t_expire = cm_timer_start(loop, 100, true, on_expire_timer, r);
 	r->t_ccu = cm_timer_start(loop, 500, true, on_ccu_timer, r);
 	r->t_sample = cm_timer_start(loop, 1000, true, on_sample_timer, r);

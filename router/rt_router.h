@@ -40,7 +40,13 @@ struct rt_opts {
 	void *send_arg;
 };
 
+/* Starts the router on loop (connects to Redis unless no_redis). The
+ * caller runs rt_router_flush() at the end of every loop turn
+ * (cm_loop_on_turn); hooks cannot be removed, so the router does not
+ * register one itself. */
 struct rt_router *rt_router_new(struct cm_loop *loop, const struct rt_opts *opts);
+/* Disconnects and frees; let the loop run a turn afterwards so that the
+ * Redis watchers are released. */
 void rt_router_free(struct rt_router *r);
 
 /* Inputs (normally from the subscriber connection). A publish to a stream,

@@ -36,7 +36,7 @@ static void start(int ngw)
 	redis = th_redis_start();
 	th_router_start(&router, redis->port, NULL);
 	for (int i = 0; i < ngw; i++) {
-		static char ids[3][16];
+		static char ids[3][24];
 		struct th_gw_opts o = { .redis_port = redis->port, .threads = 1 };
 		snprintf(ids[i], sizeof(ids[i]), "dash-%d", i);
 		o.id = ids[i];
@@ -97,6 +97,8 @@ Test(router_admin, metrics_gateways_and_stats)
 	cr_assert_eq(th_http_get(router.admin_port, "/nope", NULL, NULL), 404);
 	for (int i = 0; i < 3; i++)
 		th_ws_free(c[i]);
+	/* SIGTERM: a clean exit (under the sanitizers: nothing leaked) */
+	cr_assert_eq(th_stop(router.proc, 5000), 0);
 }
 
 /* Renders the dashboard in headless Chromium and returns the DOM (malloc'd). */
