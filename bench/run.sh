@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# bench/run.sh full|quick — herald's benchmark suite.
+#
+# Starts local clusters (Redis on a free port with a private directory, the
+# router, G gateways sharing one port with SO_REUSEPORT, each with its own
+# admin port), drives them with build/herald-load, stops everything by PID,
+# and writes a report (machine, versions, a table of every figure, gnuplot
+# PNGs).
+#   full  (make bench, <= 15 min):  docs/benchmarks.md and docs/bench/*.png
+#   quick (make bench-quick, ~2 min, a CI smoke test with no timing
+#          assertion): $BUILD/bench-quick/benchmarks.md and its PNGs, so the
+#          committed full report is not overwritten by smoke numbers.
+# Override with BENCH_OUT=FILE.md (plots go next to it, under bench/);
+# BENCH_ONLY="connections fanout" runs a subset of the scenarios.
+# A scenario that fails is reported as FAILED with its reason; the suite goes
+# on. The exit code is non-zero only when the suite itself could not run
+# (missing binaries or tools) or, in quick mode, when every scenario failed.
+set -uo pipefail
+
+MODE=${1:-quick}
+case "$MODE" in full | quick) ;; *) echo "usage: bench/run.sh full|quick" >&2; exit 2 ;; esac
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${HERALD_BUILD:-$ROOT/build}
+case "$B" in /*) ;; *) B=$ROOT/$B ;; esac
+. "$ROOT/bench/lib.sh"
+
+for bin in herald-gateway herald-router herald-load; do
+	[ -x "$B/$bin" ] || { echo "bench: $B/$bin is missing (run make first)" >&2; exit 1; }
+done
+for tool in redis-server redis-cli jq openssl taskset; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make deps)" >&2; exit 1; }
+done
+
+WD=$(mktemp -d /tmp/herald-bench.XXXXXX)
+: >"$WD/figures.tsv"
+T0=$(date +%s)
+trap 'stop_all' EXIT
+trap 'log "interrupted"; stop_all; exit 130' INT TERM
+
+# Descriptors: every process stays under the hard limit (20000 here).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then PIN_SRV=0; PIN_LOAD=1; else PIN_SRV=; PIN_LOAD=; fi
+SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
+
+if [ "$MODE" = full ]; then
+	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=5000 BC_RATES=1,2,4,8 BC_DUR=4
+	MEM_SIZES="10000 19000"
+	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,1000,1500,2000,2500,3000,4000,5000 FAN_RUNS=3 FAN_DUR=4
+	HALF_RUNS=3 HALF_DUR=8
+	HS_N=6000 HS_RUNS=3
+	LOC_N=10000 LOC_RATES=5,10,20,40,60,80,100,150 LOC_DUR=3
+	REL_S=2000 REL_RATES=2000,5000,10000,20000,30000,40000,60000 REL_DUR=3
+	OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
+else
+	CONN_N=2000 CONN_GW=2 CONN_W=2 CONN_RATE=2000 BC_RATES=1,5 BC_DUR=2
+	MEM_SIZES="1000"
+	FAN_N=2000 FAN_S=20 FAN_RATES=100,300 FAN_RUNS=1 FAN_DUR=2
+	HALF_RUNS=1 HALF_DUR=2
+	HS_N=500 HS_RUNS=1
+	LOC_N=1000 LOC_RATES=10,50 LOC_DUR=2
+	REL_S=200 REL_RATES=500,1000 REL_DUR=2
+	OUT=${BENCH_OUT:-$B/bench-quick/benchmarks.md}
+fi
+mkdir -p "$(dirname "$OUT")"
+PLOTS=$(dirname "$OUT")/bench
+mkdir -p "$PLOTS"
+
+mkdir -p "$WD/certs"
+if ! bash "$ROOT/deploy/gen-dev-cert.sh" "$WD/certs" >/dev/null 2>&1; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$WD/certs/key.pem" -out "$WD/certs/cert.pem" -days 30 \
+		-subj "/CN=localhost" 2>/dev/null || { echo "bench: cannot make a certificate" >&2; exit 1; }
+fi
+log "mode $MODE, $NCPU cores, nofile $NOFILE, work dir $WD"
+echo "$MODE" >"$WD/mode"
+
+# ---------------------------------------------------------------------------
+# 1. N concurrent wss clients over G gateways, then broadcast to all of them.
+s_connections() {
+	local sec="Connections" name=conn rss0 rss1 mem0 mem1 slab0 slab1 n pid
+	log "== $CONN_N wss clients over $CONN_GW gateways, then broadcast to all"
+	if ! cluster_start "$CONN_GW" "" yes; then
+		failed "$sec" "$CONN_N concurrent wss clients" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	sleep 1
+	rss0=$(gw_rss_kb)
+	mem0=$(tcp_mem_bytes)
+	slab0=$(slab_bytes)
+	rm -f "$WD/$name.ready"
+	load "$name" $((CONN_N / CONN_RATE * 3 + 120)) "" --scenario broadcast --tls \
+		--target "127.0.0.1:$WSS_PORT" --clients "$CONN_N" --workers "$CONN_W" \
+		--rate "$CONN_RATE" --max-pending 2000 --source-ips "$SRC_IPS" \
+		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$BC_RATES" --duration "$BC_DUR" \
+		--drain 3 --until-fail --connect-timeout 20 --ready-file "$WD/$name.ready" &
+	pid=$!
+	wait_until $((CONN_N / CONN_RATE * 3 + 60)) test -e "$WD/$name.ready"
+	sleep 1
+	rss1=$(gw_rss_kb)
+	mem1=$(tcp_mem_bytes)
+	slab1=$(slab_bytes)
+	wait "$pid"
+	if ! load_result "$name" || [ ! -s "$WD/$name.json" ]; then
+		failed "$sec" "$CONN_N concurrent wss clients" "$LOAD_ERR"
+		cluster_stop
+		return
+	fi
+	n=$(jget $name .connect.peak_open)
+	fig "$sec" "concurrent wss clients held ($CONN_GW gateways, 1 thread each)" "$n of $CONN_N" \
+		"ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s; handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
+	if [ -e "$WD/$name.ready" ] && [ "${n:-0}" -gt 0 ]; then
+		fig "$sec" "gateway memory per wss connection at $n" \
+			"$(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)*1024/n}')" \
+			"VmRSS summed over the gateways: $((rss0 / 1024)) MiB idle -> $((rss1 / 1024)) MiB held"
+		fig "$sec" "kernel memory per connection at $n (client and server socket together)" \
+			"$(awk -v a="$slab0" -v b="$slab1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)/n}') slab" \
+			"Slab of /proc/meminfo (machine-wide); TCP buffer memory from /proc/net/sockstat: $(awk -v a="$mem0" -v b="$mem1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)/n}') per connection"
+	fi
+	jq -r '.timeline[] | "\(.t) \(.open)"' "$WD/$name.json" >"$WD/ccu.dat"
+	jq -r --arg n "$n" '.steps[] | [.rate, .rate * ($n|tonumber), .deliveries_per_s, .lost, .latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .ok] | @tsv' \
+		"$WD/$name.json" | while IFS=$'\t' read -r r want d lost p50 p99 p999 ok; do
+		fig "Broadcast" "$r msgs/s on one stream to all $n wss clients" \
+			"$(fmt "$d") deliveries/s" \
+			"lost $lost; latency p50 $(fmt "$p50" 1) / p99 $(fmt "$p99" 1) / p999 $(fmt "$p999" 1) ms$([ "$ok" = true ] || echo "; FAILED the zero-loss, p99 < 100 ms test")"
+	done
+	cluster_stop
+}
+
+# ---------------------------------------------------------------------------
+# 2. Memory per idle connection on one gateway: plain and TLS, two sizes.
+s_memory() {
+	local sec="Memory per idle connection" tls n name rss0 rss1 mem0 mem1 slab0 slab1 pid opened flags label
+	for tls in plain tls; do
+		for n in $MEM_SIZES; do
+			name="mem-$tls-$n"
+			if [ "$tls" = tls ]; then flags=(--tls); label="wss"; else flags=(); label="ws"; fi
+			log "== memory: $n idle $label connections on one gateway"
+			if ! cluster_start 1 "" yes; then
+				failed "$sec" "$n idle $label" "cluster did not start"
+				cluster_stop
+				continue
+			fi
+			sleep 1
+			rss0=$(gw_rss_kb)
+			mem0=$(tcp_mem_bytes)
+			slab0=$(slab_bytes)
+			rm -f "$WD/$name.ready"
+			local port=$WS_PORT
+			[ "$tls" = tls ] && port=$WSS_PORT
+			load "$name" 120 "" --scenario connect "${flags[@]}" --target "127.0.0.1:$port" \
+				--clients "$n" --workers 2 --rate 8000 --max-pending 1000 \
+				--source-ips "$SRC_IPS" --duration 3 --ready-file "$WD/$name.ready" &
+			pid=$!
+			wait_until 90 test -e "$WD/$name.ready"
+			sleep 1
+			rss1=$(gw_rss_kb)
+			mem1=$(tcp_mem_bytes)
+			slab1=$(slab_bytes)
+			wait "$pid"
+			if ! load_result "$name" || [ ! -e "$WD/$name.ready" ]; then
+				failed "$sec" "$n idle $label connections" "$LOAD_ERR"
+			else
+				opened=$(jget "$name" .connect.peak_open)
+				fig "$sec" "gateway RSS per idle $label connection, $opened held" \
+					"$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.0f B", (b-a)*1024/n}')" \
+					"VmRSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB; errors $(jget "$name" .errors.total)"
+				fig "$sec" "kernel memory per idle $label connection, $opened held (client and server socket)" \
+					"$(awk -v a="$slab0" -v b="$slab1" -v n="$opened" 'BEGIN{printf "%.0f B", (b-a)/n}') slab" \
+					"Slab (machine-wide) $((slab0 / 1048576)) -> $((slab1 / 1048576)) MiB; sockstat TCP mem $((mem0 / 1024)) -> $((mem1 / 1024)) KiB ($(awk -v a="$mem0" -v b="$mem1" -v n="$opened" 'BEGIN{printf "%.0f B", (b-a)/n}') per connection)"
+			fi
+			cluster_stop
+		done
+	done
+}
+
+# ---------------------------------------------------------------------------
+# 3. Fan-out: FAN_N clients over FAN_S streams at increasing rates, gateway,
+#    router and Redis pinned to core 0, the load to core 1; FAN_RUNS runs.
+BEST_RATES=()
+s_fanout() {
+	local sec="Fan-out" run name best d p99
+	local per=$((FAN_N / FAN_S))
+	for run in $(seq 1 "$FAN_RUNS"); do
+		name="fanout-$run"
+		log "== fan-out run $run: $FAN_N clients over $FAN_S streams, rates $FAN_RATES"
+		if ! cluster_start 1 "$PIN_SRV" no; then
+			failed "$sec" "run $run" "cluster did not start"
+			cluster_stop
+			continue
+		fi
+		if ! load "$name" 400 "$PIN_LOAD" --scenario fanout --target "127.0.0.1:$WS_PORT" \
+			--clients "$FAN_N" --streams "$FAN_S" --workers 2 --rate 10000 \
+			--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$FAN_RATES" \
+			--duration "$FAN_DUR" --drain 2 --payload 128 --until-fail; then
+			failed "$sec" "run $run" "$LOAD_ERR"
+			cluster_stop
+			continue
+		fi
+		best=$(jget "$name" '.best_ok_step.rate // empty')
+		[ -n "$best" ] && BEST_RATES+=("$best")
+		cluster_stop
+	done
+	# per-rate medians over the runs that reached the rate
+	local rates r vals
+	rates=$(cat "$WD"/fanout-*.json 2>/dev/null | jq -r '.steps[]?.rate' | sort -gu)
+	: >"$WD/latency.dat"
+	for r in $rates; do
+		local p50s=() p99s=() p999s=() ds=() losts=() oks=0 n=0 f
+		for f in "$WD"/fanout-*.json; do
+			vals=$(jq -r --argjson r "$r" '.steps[] | select(.rate == $r) | [.latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .deliveries_per_s, .lost, .ok] | @tsv' "$f" 2>/dev/null)
+			[ -z "$vals" ] && continue
+			IFS=$'\t' read -r a b c d l ok <<<"$vals"
+			p50s+=("$a"); p99s+=("$b"); p999s+=("$c"); ds+=("$d"); losts+=("$l")
+			n=$((n + 1))
+			[ "$ok" = true ] && oks=$((oks + 1))
+		done
+		[ $n -eq 0 ] && continue
+		fig "$sec" "$r msgs/s over $FAN_S streams of $per subscribers ($FAN_N clients)" \
+			"$(fmt "$(median "${ds[@]}")") deliveries/s" \
+			"p50 $(fmt "$(median "${p50s[@]}")" 2) / p99 $(fmt "$(median "${p99s[@]}")" 2) / p999 $(fmt "$(median "${p999s[@]}")" 2) ms; lost $(median "${losts[@]}"); passed $oks of $n runs"
+		echo "$r $(median "${p50s[@]}") $(median "${p99s[@]}") $(median "${p999s[@]}")" >>"$WD/latency.dat"
+	done
+	if [ ${#BEST_RATES[@]} -gt 0 ]; then
+		best=$(median "${BEST_RATES[@]}")
+		fig "$sec" "highest zero-loss rate with p99 < 100 ms (median of ${#BEST_RATES[@]} runs: ${BEST_RATES[*]})" \
+			"$(fmt "$best") msgs/s" \
+			"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s; $(awk -v b="$best" 'BEGIN{printf "%.2fx the 1000 msgs/s target, %.2fx Nchan/Socket.IO (300), %.2fx uWebSockets (400) as the issue measured them", b/1000, b/300, b/400}')"
+		BEST_RATE=$best
+	else
+		failed "$sec" "highest zero-loss rate with p99 < 100 ms" "no rate passed (lowest tried: ${FAN_RATES%%,*} msgs/s)"
+		BEST_RATE=
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# 4. Publish -> client latency at half the highest zero-loss rate.
+s_half() {
+	local sec="Latency" run name half p50s=() p99s=() p999s=()
+	if [ -z "${BEST_RATE:-}" ]; then
+		failed "$sec" "latency at half the highest zero-loss rate" "no zero-loss rate was found"
+		return
+	fi
+	half=$(awk -v b="$BEST_RATE" 'BEGIN{h = int(b / 2); if (h < 1) h = 1; print h}')
+	for run in $(seq 1 "$HALF_RUNS"); do
+		name="half-$run"
+		log "== latency run $run at $half msgs/s"
+		if ! cluster_start 1 "$PIN_SRV" no; then
+			failed "$sec" "run $run at $half msgs/s" "cluster did not start"
+			cluster_stop
+			continue
+		fi
+		if load "$name" 200 "$PIN_LOAD" --scenario fanout --target "127.0.0.1:$WS_PORT" \
+			--clients "$FAN_N" --streams "$FAN_S" --workers 2 --rate 10000 \
+			--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$half" \
+			--duration "$HALF_DUR" --drain 2 --payload 128; then
+			p50s+=("$(jget "$name" '.steps[0].latency_ms.p50')")
+			p99s+=("$(jget "$name" '.steps[0].latency_ms.p99')")
+			p999s+=("$(jget "$name" '.steps[0].latency_ms.p999')")
+		else
+			failed "$sec" "run $run at $half msgs/s" "$LOAD_ERR"
+		fi
+		cluster_stop
+	done
+	[ ${#p99s[@]} -eq 0 ] && return
+	fig "$sec" "publish -> client at $half msgs/s (half the highest zero-loss rate), median of ${#p99s[@]}" \
+		"p99 $(fmt "$(median "${p99s[@]}")" 2) ms" \
+		"p50 $(fmt "$(median "${p50s[@]}")" 2) ms, p999 $(fmt "$(median "${p999s[@]}")" 2) ms; p99 per run: ${p99s[*]}; target p99 < 5 ms"
+}
+
+# ---------------------------------------------------------------------------
+# 5. TLS handshakes per second, full and resumed, gateway on one core.
+s_handshakes() {
+	local sec="TLS handshakes" run full=() res=() ratios=() f r c0 c1 cpuf=() cpur=()
+	local tck
+	tck=$(getconf CLK_TCK)
+	log "== TLS handshakes/s, $HS_N per run, full then resumed"
+	if ! cluster_start 1 "$PIN_SRV" yes; then
+		failed "$sec" "handshakes/s" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	for run in $(seq 1 "$HS_RUNS"); do
+		f=; r=
+		c0=$(gw_cpu_ticks)
+		if load "hs-full-$run" 120 "$PIN_LOAD" --scenario connect --tls --target "127.0.0.1:$WSS_PORT" \
+			--clients "$HS_N" --workers 1 --rate 1000000 --max-pending 200 \
+			--source-ips "$SRC_IPS" --duration 0.5; then
+			f=$(jget "hs-full-$run" .connect.connects_per_s)
+			full+=("$f")
+			c1=$(gw_cpu_ticks)
+			cpuf+=("$(awk -v t=$((c1 - c0)) -v k="$tck" -v n="$(jget "hs-full-$run" .connect.opened)" 'BEGIN{printf "%.0f", t / k * 1e6 / n}')")
+		else
+			failed "$sec" "full handshakes, run $run" "$LOAD_ERR"
+		fi
+		c0=$(gw_cpu_ticks)
+		if load "hs-res-$run" 120 "$PIN_LOAD" --scenario connect --tls-resume --target "127.0.0.1:$WSS_PORT" \
+			--clients "$HS_N" --workers 1 --rate 1000000 --max-pending 200 \
+			--source-ips "$SRC_IPS" --duration 0.5; then
+			r=$(jget "hs-res-$run" .connect.connects_per_s)
+			res+=("$r")
+			c1=$(gw_cpu_ticks)
+			cpur+=("$(awk -v t=$((c1 - c0)) -v k="$tck" -v n="$(jget "hs-res-$run" .connect.opened)" 'BEGIN{printf "%.0f", t / k * 1e6 / n}')")
+			log "resumed: $(jget "hs-res-$run" .connect.tls_resumed) of $HS_N"
+		else
+			failed "$sec" "resumed handshakes, run $run" "$LOAD_ERR"
+		fi
+		[ -n "$f" ] && [ -n "$r" ] && ratios+=("$(awk -v a="$r" -v b="$f" 'BEGIN{printf "%.2f", a/b}')")
+	done
+	cluster_stop
+	[ ${#full[@]} -gt 0 ] && fig "$sec" "full handshakes + upgrade per second (gateway on one core, load on the other)" \
+		"$(fmt "$(median "${full[@]}")")/s" "median of ${#full[@]}: $(printf '%.0f ' "${full[@]}")"
+	[ ${#res[@]} -gt 0 ] && fig "$sec" "resumed handshakes + upgrade per second" \
+		"$(fmt "$(median "${res[@]}")")/s" "median of ${#res[@]}: $(printf '%.0f ' "${res[@]}")"
+	[ ${#ratios[@]} -gt 0 ] && fig "$sec" "resumed / full (same run)" "$(median "${ratios[@]}")x" "per run: ${ratios[*]}"
+	[ ${#cpuf[@]} -gt 0 ] && fig "$sec" "gateway CPU per full handshake + upgrade (its capacity on one core)" \
+		"$(median "${cpuf[@]}") us" "$(awk -v u="$(median "${cpuf[@]}")" 'BEGIN{printf "%.0f", u > 0 ? 1e6 / u : 0}') handshakes/s per core; per run: ${cpuf[*]} us (the achieved rate above is bounded by the client side: herald-load verifies every server signature)"
+	[ ${#cpur[@]} -gt 0 ] && fig "$sec" "gateway CPU per resumed handshake + upgrade" \
+		"$(median "${cpur[@]}") us" "$(awk -v u="$(median "${cpur[@]}")" 'BEGIN{printf "%.0f", u > 0 ? 1e6 / u : 0}') handshakes/s per core; per run: ${cpur[*]} us"
+}
+
+# ---------------------------------------------------------------------------
+# 6. Local fan-out: LOC_N subscribers of one stream on one gateway.
+s_local() {
+	local sec="Local fan-out" name=local best
+	log "== local fan-out: $LOC_N subscribers of one stream, rates $LOC_RATES"
+	if ! cluster_start 1 "$PIN_SRV" no; then
+		failed "$sec" "$LOC_N subscribers of one stream" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	if ! load "$name" 300 "$PIN_LOAD" --scenario broadcast --target "127.0.0.1:$WS_PORT" \
+		--clients "$LOC_N" --workers 1 --rate 10000 --source-ips "$SRC_IPS" \
+		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$LOC_RATES" --duration "$LOC_DUR" --drain 2 \
+		--until-fail; then
+		failed "$sec" "$LOC_N subscribers of one stream" "$LOAD_ERR"
+		cluster_stop
+		return
+	fi
+	cluster_stop
+	jq -r '.steps[] | [.rate, .deliveries_per_s, .lost, .latency_ms.p99, .ok] | @tsv' "$WD/$name.json" |
+		while IFS=$'\t' read -r r d lost p99 ok; do
+			fig "$sec" "$r msgs/s to $LOC_N subscribers of one stream" "$(fmt "$d") deliveries/s" \
+				"lost $lost, p99 $(fmt "$p99" 1) ms$([ "$ok" = true ] || echo "; FAILED")"
+		done
+	best=$(jget "$name" '.best_ok_step.deliveries_per_s // empty')
+	if [ -n "$best" ]; then
+		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers (one gateway thread on one core)" \
+			"$(fmt "$best")/s" "at $(jget "$name" .best_ok_step.rate) msgs/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
+	else
+		failed "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers" "no rate passed"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# 7. Router relay: one subscriber per stream, so every publish is one relay.
+s_relay() {
+	local sec="Router relay" name=relay
+	log "== router relay: $REL_S streams of one subscriber, rates $REL_RATES"
+	if ! cluster_start 1 "$PIN_SRV" no; then
+		failed "$sec" "relay throughput" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	if ! load "$name" 300 "$PIN_LOAD" --scenario fanout --target "127.0.0.1:$WS_PORT" \
+		--clients "$REL_S" --streams "$REL_S" --workers 1 --rate 10000 --source-ips "$SRC_IPS" \
+		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$REL_RATES" --duration "$REL_DUR" --drain 2 \
+		--until-fail --pipeline 512; then
+		failed "$sec" "relay throughput" "$LOAD_ERR"
+		cluster_stop
+		return
+	fi
+	cluster_stop
+	jq -r '.steps[] | [.rate, .publish_rate, .deliveries_per_s, .lost, .latency_ms.p99, .ok] | @tsv' "$WD/$name.json" |
+		while IFS=$'\t' read -r r pr d lost p99 ok; do
+			fig "$sec" "$r publishes/s over $REL_S streams (1 subscriber each)" \
+				"$(fmt "$pr") in/s, $(fmt "$d") deliveries/s" \
+				"lost $lost, p99 $(fmt "$p99" 1) ms$([ "$ok" = true ] || echo "; FAILED")"
+		done
+	if [ "$(jget "$name" '.best_ok_step.rate // empty')" != "" ]; then
+		fig "$sec" "highest zero-loss relay rate (Redis, router, gateway on one core)" \
+			"$(fmt "$(jget "$name" .best_ok_step.rate)") publishes/s" \
+			"$(fmt "$(jget "$name" .best_ok_step.deliveries_per_s)") deliveries/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
+	else
+		failed "$sec" "highest zero-loss relay rate" "no rate passed"
+	fi
+}
+
+# BENCH_ONLY="fanout half" runs a subset (development); the default is all.
+for s in ${BENCH_ONLY:-connections memory fanout half handshakes local relay}; do
+	"s_$s"
+done
+
+ELAPSED=$(($(date +%s) - T0))
+echo "$ELAPSED" >"$WD/elapsed"
+log "all scenarios done in ${ELAPSED}s; writing $OUT"
+bash "$ROOT/bench/report.sh" "$WD" "$OUT" "$PLOTS" || { log "report failed"; exit 1; }
+log "report: $OUT (raw results in $WD)"
+total=$(wc -l <"$WD/figures.tsv")
+bad=$(awk -F'\t' '$3 == "FAILED"' "$WD/figures.tsv" | wc -l)
+log "$total figures, $bad failed"
+[ "$total" -gt "$bad" ] || exit 1
+exit 0
