@@ -1,68 +1,67 @@
-/* cm_utf8 — a table-driven UTF-8 DFA in the manner of Hoehrmann's decoder,
- * validating only (no code point is assembled). Each byte maps to one of 12
- * classes; the state says what the next bytes may be. ASCII runs are skipped
- * 8 bytes at a time while the DFA sits at a character boundary. */
+/* cm_utf8 — a UTF-8 validating DFA (the automaton of Hoehrmann's decoder)
+ * in its shift-based form: each byte has one 64-bit row holding, for every
+ * state, the next state as a bit offset, so a step is `row[byte] >> state &
+ * 63` — one load that does not depend on the state, then a shift. ASCII runs
+ * are skipped 8 bytes at a time while the DFA sits at a character boundary. */
 #include "cm_utf8.h"
 
 #include <string.h>
 
-/* Byte classes:
- *  0 00..7F   1 80..8F   2 C2..DF   3 E1..EC,EE..EF   4 ED   5 F4
- *  6 F1..F3   7 A0..BF   8 C0..C1,F5..FF   9 90..9F  10 E0  11 F0 */
-static const uint8_t utf8_class[256] = {
-	/* 00..7F */
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	/* 80..8F */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	/* 90..9F */
-	9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
-	/* A0..BF */
-	7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-	7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-	/* C0..DF */
-	8, 8, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	/* E0..EF */
-	10, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 3, 3,
-	/* F0..FF */
-	11, 6, 6, 6, 5, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
-};
+/* States, each stored as its bit offset (6 * index) in a row:
+ * ACC at a boundary, REJ invalid (absorbing), C1/C2/C3 one/two/three
+ * continuation bytes (80..BF) to go, E0 after E0 (next A0..BF: no overlong),
+ * ED after ED (next 80..9F: no surrogates), F0 after F0 (next 90..BF: no
+ * overlong), F4 after F4 (next 80..8F: nothing above U+10FFFF). */
+enum { ACC, REJ, C1, C2, C3, E0, ED, F0, F4 };
 
-/* States: 0 accept, 1 reject, 2 one continuation byte to go, 3 two to go,
- * 4 after E0 (next A0..BF), 5 after ED (next 80..9F: no surrogates),
- * 6 three to go, 7 after F0 (next 90..BF), 8 after F4 (next 80..8F). */
-enum { S_ACC = 0, S_REJ = 1, S_C1, S_C2, S_E0, S_ED, S_C3, S_F0, S_F4, S_COUNT };
+#define S(x) ((uint64_t)(6 * (x)))
+/* A row: from every state, go to REJ unless listed. */
+#define ROW(acc, c1, c2, c3, e0, ed, f0, f4) \
+	(S(acc) << S(ACC) | S(REJ) << S(REJ) | S(c1) << S(C1) | S(c2) << S(C2) | \
+	 S(c3) << S(C3) | S(e0) << S(E0) | S(ed) << S(ED) | S(f0) << S(F0) | S(f4) << S(F4))
 
-#define R S_REJ
-static const uint8_t utf8_next[S_COUNT][12] = {
-	/*          0      1      2      3      4      5      6      7      8      9      10     11 */
-	[S_ACC] = { S_ACC, R,     S_C1,  S_C2,  S_ED,  S_F4,  S_C3,  R,     R,     R,     S_E0,  S_F0 },
-	[S_REJ] = { R,     R,     R,     R,     R,     R,     R,     R,     R,     R,     R,     R    },
-	[S_C1]  = { R,     S_ACC, R,     R,     R,     R,     R,     S_ACC, R,     S_ACC, R,     R    },
-	[S_C2]  = { R,     S_C1,  R,     R,     R,     R,     R,     S_C1,  R,     S_C1,  R,     R    },
-	[S_E0]  = { R,     R,     R,     R,     R,     R,     R,     S_C1,  R,     R,     R,     R    },
-	[S_ED]  = { R,     S_C1,  R,     R,     R,     R,     R,     R,     R,     S_C1,  R,     R    },
-	[S_C3]  = { R,     S_C2,  R,     R,     R,     R,     R,     S_C2,  R,     S_C2,  R,     R    },
-	[S_F0]  = { R,     R,     R,     R,     R,     R,     R,     S_C2,  R,     S_C2,  R,     R    },
-	[S_F4]  = { R,     S_C2,  R,     R,     R,     R,     R,     R,     R,     R,     R,     R    },
+/*                          from: ACC  C1   C2   C3   E0   ED   F0   F4 */
+#define ROW_ASCII             ROW(ACC, REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_80_8F             ROW(REJ, ACC, C1,  C2,  REJ, C1,  REJ, C2)
+#define ROW_90_9F             ROW(REJ, ACC, C1,  C2,  REJ, C1,  C2,  REJ)
+#define ROW_A0_BF             ROW(REJ, ACC, C1,  C2,  C1,  REJ, C2,  REJ)
+#define ROW_BAD               ROW(REJ, REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_LEAD2             ROW(C1,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_E0                ROW(E0,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_LEAD3             ROW(C2,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_ED                ROW(ED,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_F0                ROW(F0,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_LEAD4             ROW(C3,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+#define ROW_F4                ROW(F4,  REJ, REJ, REJ, REJ, REJ, REJ, REJ)
+
+static const uint64_t utf8_row[256] = {
+	[0x00 ... 0x7F] = ROW_ASCII,
+	[0x80 ... 0x8F] = ROW_80_8F,
+	[0x90 ... 0x9F] = ROW_90_9F,
+	[0xA0 ... 0xBF] = ROW_A0_BF,
+	[0xC0 ... 0xC1] = ROW_BAD,   /* overlong 2-byte leads */
+	[0xC2 ... 0xDF] = ROW_LEAD2,
+	[0xE0]          = ROW_E0,
+	[0xE1 ... 0xEC] = ROW_LEAD3,
+	[0xED]          = ROW_ED,
+	[0xEE ... 0xEF] = ROW_LEAD3,
+	[0xF0]          = ROW_F0,
+	[0xF1 ... 0xF3] = ROW_LEAD4,
+	[0xF4]          = ROW_F4,
+	[0xF5 ... 0xFF] = ROW_BAD,   /* above U+10FFFF */
 };
-#undef R
 
 uint32_t cm_utf8_step(uint32_t state, const uint8_t *p, size_t n)
 {
+	uint64_t s = state;
 	size_t i = 0;
 
-	if (state >= S_COUNT)
+	/* Valid inputs are what this returns: ACCEPT (0) or an in-character
+	 * offset (a multiple of 6 other than REJ's). */
+	if (s % 6 != 0 || s > S(F4) || s == S(REJ))
 		return CM_UTF8_REJECT;
 	while (i < n) {
-		if (state == S_ACC) {
+		if (s == S(ACC)) {
 			/* ASCII fast path: 8 bytes per step while no high bit is set. */
 			while (n - i >= 8) {
 				uint64_t w;
@@ -76,11 +75,11 @@ uint32_t cm_utf8_step(uint32_t state, const uint8_t *p, size_t n)
 			if (i == n)
 				break;
 		}
-		state = utf8_next[state][utf8_class[p[i++]]];
-		if (state == S_REJ)
+		s = utf8_row[p[i++]] >> s & 63;
+		if (s == S(REJ))
 			return CM_UTF8_REJECT;
 	}
-	return state;
+	return (uint32_t)s;
 }
 
 bool cm_utf8_valid(const uint8_t *p, size_t n)

@@ -247,3 +247,13 @@ Test(cm_utf8, matches_reference_decoder_on_random_inputs)
 			cr_assert_fail("iteration %d split %zu disagrees", iter, cut);
 	}
 }
+
+Test(cm_utf8, in_character_states_are_neither_accept_nor_reject_and_foreign_states_reject)
+{
+	uint32_t s = cm_utf8_step(CM_UTF8_ACCEPT, (const uint8_t *)"\xF0", 1);
+	cr_assert_neq(s, CM_UTF8_ACCEPT);
+	cr_assert_neq(s, CM_UTF8_REJECT);
+	/* A state this module never returned is refused, not misread. */
+	cr_assert_eq(cm_utf8_step(12345, (const uint8_t *)"a", 1), CM_UTF8_REJECT);
+	cr_assert_eq(cm_utf8_step(7, NULL, 0), CM_UTF8_REJECT);
+}
