@@ -125,6 +125,8 @@ static void send_heartbeat(struct gw_cluster *c)
 	h.ccu = c->ccu;
 	h.streams = c->streams;
 	h.seq = ++c->hb_seq;
+	h.threads = c->threads;
+	h.version = c->version;
 	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT;
 	ev.heartbeat = &h;
 	send_event(c, &ev);

@@ -441,6 +441,10 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT:
 		gw->ccu = ev->heartbeat->ccu;
 		gw->streams = ev->heartbeat->streams;
+		if (ev->heartbeat->threads)
+			gw->threads = ev->heartbeat->threads;
+		if (ev->heartbeat->version && ev->heartbeat->version[0])
+			snprintf(gw->version, sizeof(gw->version), "%s", ev->heartbeat->version);
 		if (gw->state == RT_GW_SYNCING && now - gw->resync_sent >= RT_RESYNC_RETRY_MS)
 			request_resync(r, gw);
 		break;

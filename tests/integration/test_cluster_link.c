@@ -352,6 +352,10 @@ Test(cluster_link, redis_restart_reconnects_and_resyncs)
 	/* offsets went on from where the router's memory was */
 	cr_assert_eq(A.recs[1].off, 2);
 	cr_assert_eq(B.recs[1].off, 2);
+	/* and the new Redis got the counters back */
+	long long off;
+	cr_assert(TH_WAIT(th_redis_hget_ll(redis->port, "herald:offsets", "s", &off) &&
+			  off >= 2, 3000));
 	gw_cluster_get_stats(A.c, &st);
 	cr_assert(st.redis_reconnects >= 2);
 	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_redis_reconnects_total", NULL) >= 2, 3000));

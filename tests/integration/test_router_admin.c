@@ -1,6 +1,7 @@
 /* herald-router's command line and admin endpoints, and the live dashboard
  * rendered by headless Chromium. */
 #include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,4 +169,16 @@ Test(router_admin, dashboard_shows_a_row_per_gateway_in_chromium)
 	free(dom);
 	for (int i = 0; i < 3; i++)
 		th_ws_free(c[i]);
+}
+
+Test(router_admin, stale_ccu_fields_of_vanished_gateways_are_removed)
+{
+	long long v;
+	const char *extra[] = { "--gateway-timeout", "1s", NULL };
+
+	redis = th_redis_start();
+	/* left behind by a gateway that died while no router ran */
+	freeReplyObject(th_redis_cmd(redis->port, "HSET herald:ccu ghost 42"));
+	th_router_start(&router, redis->port, extra);
+	cr_assert(TH_WAIT(!th_redis_hget_ll(redis->port, "herald:ccu", "ghost", &v), 5000));
 }

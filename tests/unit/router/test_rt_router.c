@@ -449,3 +449,40 @@ Test(rt_router, malformed_frames_are_counted_and_dropped)
 	rt_router_stats(r, &st);
 	cr_assert_eq(st.bad_frames, 5);
 }
+
+Test(rt_router, oversized_payloads_are_dropped)
+{
+	struct rt_stats st;
+	static uint8_t big[(1u << 20) + 1];
+
+	join("A");
+	interest("A", "s", true, 0);
+	rt_router_publish(r, RT_DELIVER_STREAM, "s", 1, big, sizeof(big));
+	rt_router_publish(r, RT_DELIVER_STREAM, "s", 1, big, sizeof(big) - 1);
+	rt_router_flush(r);
+	rt_router_stats(r, &st);
+	cr_assert_eq(st.too_large, 1);
+	cr_assert_eq(st.deliveries_out, 1, "1 MiB exactly is allowed");
+	cr_assert_eq(rt_table_get(rt_router_table(r), RT_STREAM, "s", 1)->offset, 1,
+		     "a dropped message takes no offset");
+}
+
+Test(rt_router, heartbeats_carry_gateway_details)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Heartbeat hb = HERALD__CLUSTER__HEARTBEAT__INIT;
+	struct rt_gw *gw;
+
+	hb.ccu = 3;
+	hb.threads = 4;
+	hb.version = "9.9";
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT;
+	ev.heartbeat = &hb;
+	event(&ev, "A", 1);
+	gw = rt_gws_find(rt_router_gws(r), "A", 1);
+	cr_assert_not_null(gw);
+	cr_assert_eq(gw->ccu, 3);
+	cr_assert_eq(gw->threads, 4);
+	cr_assert_str_eq(gw->version, "9.9");
+	cr_assert_eq(gw->state, RT_GW_SYNCING);
+}
