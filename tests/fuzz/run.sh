@@ -69,7 +69,7 @@ for src in "${srcs[@]}"; do
 	fi
 
 	corpus=$OUT/corpus-$name
-	rm -rf "$corpus"
+	rm -rf "$corpus" 2>/dev/null # a concurrent run may be writing to it
 	mkdir -p "$corpus"
 	seeds=tests/fuzz/corpus/${name#fuzz_}
 	[ -d "$seeds" ] && cp -r "$seeds"/. "$corpus"/
