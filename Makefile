@@ -47,6 +47,7 @@ ITEST_LIB_O := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/integration/lib/*.c)
 ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_BIN := $(ITEST_SRC:%.c=$(BUILD)/%)
 
+.SECONDARY: $(GEN_C) $(GEN_H)
 .PHONY: all test unit integration test-asan run fuzz bench bench-quick deps clean compose-test
 all: $(BINS)
 
