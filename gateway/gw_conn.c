@@ -222,7 +222,9 @@ static void enqueue(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 	struct gw_wq *q = c->wq;
 
 	if (!q) {
-		q = c->wq = cm_xcalloc(1, sizeof(*q));
+		/* not zeroed: iov and msg are filled per send */
+		q = c->wq = cm_xmalloc(sizeof(*q));
+		q->n = q->nflight = q->head_off = 0;
 		q->cap = 4;
 		q->p = cm_xmalloc(q->cap * sizeof(*q->p));
 	}

@@ -52,7 +52,7 @@ struct gw_hub {
 	struct cm_timer *stats, *drain_timer;
 	struct cm_poll *sig;
 	int sigfd;
-	unsigned drained;
+	unsigned drained, quiesced;
 	bool draining, stopping;
 };
 
@@ -140,6 +140,23 @@ static void batch_apply(void *arg)
 	free(b);
 }
 
+static void batch_free(struct gw_batch *b)
+{
+	for (uint32_t k = 0; k < b->n; k++)
+		for (int f = 0; f < 2; f++)
+			if (b->it[k].pkt[f])
+				cm_packet_unref(b->it[k].pkt[f]);
+	free(b->it);
+	cm_buf_free(&b->names);
+	free(b);
+}
+
+/* Nothing is posted between loops once the stop began (see begin_stop). */
+static bool stopping(const struct gw *g)
+{
+	return atomic_load_explicit(&g->stopping, memory_order_acquire);
+}
+
 static void hub_flush(struct gw_hub *h)
 {
 	for (unsigned i = 0; i < h->g->nworkers; i++) {
@@ -147,7 +164,9 @@ static void hub_flush(struct gw_hub *h)
 		if (!b)
 			continue;
 		h->pend[i] = NULL;
-		if (i == 0)
+		if (i != 0 && stopping(h->g))
+			batch_free(b);
+		else if (i == 0)
 			batch_apply(b);
 		else
 			cm_loop_post(h->w0->loop, b->w->loop, batch_apply, b);
@@ -341,9 +360,20 @@ static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
 		wt->next = per[wt->worker]->list;
 		per[wt->worker]->list = wt;
 	}
-	for (unsigned i = 0; i < h->g->nworkers; i++)
-		if (per[i])
+	for (unsigned i = 0; i < h->g->nworkers; i++) {
+		if (!per[i])
+			continue;
+		if (stopping(h->g)) {
+			per[i]->ok = false;
+			for (struct gw_waiter *wt = per[i]->list, *nx; wt; wt = nx) {
+				nx = wt->next;
+				free(wt);
+			}
+			free(per[i]);
+		} else {
 			cm_loop_post(h->w0->loop, per[i]->w->loop, wreply_apply, per[i]);
+		}
+	}
 }
 
 struct ack {
@@ -428,8 +458,11 @@ static void reconcile(void *arg)
 
 void gw_hub_post_reconcile(struct gw_worker *from, bool is_user, const char *name, size_t n)
 {
-	struct rec *r = cm_xmalloc(sizeof(*r) + n + 1);
+	struct rec *r;
 
+	if (stopping(from->gw))
+		return;
+	r = cm_xmalloc(sizeof(*r) + n + 1);
 	r->g = from->gw;
 	r->is_user = is_user;
 	r->n = n;
@@ -466,8 +499,11 @@ static void publish(void *arg)
 void gw_hub_post_publish(struct gw_worker *from, const char *s, size_t n, const uint8_t *d,
 			 size_t len)
 {
-	struct pub *p = cm_xmalloc(sizeof(*p) + n + len);
+	struct pub *p;
 
+	if (stopping(from->gw))
+		return;
+	p = cm_xmalloc(sizeof(*p) + n + len);
 	p->g = from->gw;
 	p->n = n;
 	p->len = len;
@@ -485,13 +521,40 @@ static void worker_stop(void *arg)
 	cm_loop_stop(w->loop);
 }
 
-static void stop_all(void *arg)
+static void stop_all(struct gw_hub *h)
 {
-	struct gw_hub *h = arg;
-
 	for (unsigned i = 1; i < h->g->nworkers; i++)
 		cm_loop_post(h->w0->loop, h->g->w[i]->loop, worker_stop, h->g->w[i]);
 	cm_loop_stop(h->w0->loop);
+}
+
+static void quiesced(void *arg)
+{
+	struct gw_worker *w = arg;
+	struct gw_hub *h = w->gw->w[0]->hub;
+
+	if (++h->quiesced == h->g->nworkers - 1)
+		stop_all(h);
+}
+
+/* On worker i: it has seen `stopping` (it posts nothing more), and what it
+ * posted before is ahead of this answer in worker 0's queue. */
+static void quiesce(void *arg)
+{
+	struct gw_worker *w = arg;
+	cm_loop_post(w->loop, w->gw->w[0]->loop, quiesced, w);
+}
+
+static void quiesce_all(void *arg)
+{
+	struct gw_hub *h = arg;
+
+	if (h->g->nworkers == 1) {
+		stop_all(h);
+		return;
+	}
+	for (unsigned i = 1; i < h->g->nworkers; i++)
+		cm_loop_post(h->w0->loop, h->g->w[i]->loop, quiesce, h->g->w[i]);
 }
 
 static void begin_stop(struct gw_hub *h)
@@ -516,8 +579,9 @@ static void begin_stop(struct gw_hub *h)
 		cm_admin_stop(h->g->admin);
 		h->g->admin = NULL;
 	}
-	/* a short grace for the last sends and the goodbye */
-	cm_timer_start(h->w0->loop, 50, false, stop_all, h);
+	/* a short grace for the last sends and the goodbye; then every worker
+	 * confirms it posts nothing more, so no message is left in flight */
+	cm_timer_start(h->w0->loop, 50, false, quiesce_all, h);
 }
 
 static void drain_timeout(void *arg)
@@ -541,6 +605,8 @@ static void drained(void *arg)
 
 void gw_hub_post_drained(struct gw_worker *from)
 {
+	if (stopping(from->gw))
+		return;
 	cm_loop_post(from->loop, from->gw->w[0]->loop, drained, from);
 }
 
@@ -700,16 +766,8 @@ void gw_hub_fini(struct gw *g)
 		free(nd);
 	}
 	for (unsigned i = 0; i < g->nworkers; i++) {
-		struct gw_batch *b = h->pend[i];
-		if (!b)
-			continue;
-		for (uint32_t k = 0; k < b->n; k++)
-			for (int f = 0; f < 2; f++)
-				if (b->it[k].pkt[f])
-					cm_packet_unref(b->it[k].pkt[f]);
-		free(b->it);
-		cm_buf_free(&b->names);
-		free(b);
+		if (h->pend[i])
+			batch_free(h->pend[i]);
 	}
 	gw_htab_destroy(&h->ann_s);
 	gw_htab_destroy(&h->ann_u);
