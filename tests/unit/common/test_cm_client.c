@@ -237,6 +237,46 @@ Test(cm_client, publish_data_keeps_nul_and_escapes)
 	cm_cmd_release(&cmd);
 }
 
+Test(cm_client, escapes_at_every_word_offset_parse)
+{
+	static const char *escs[] = { "\\\"", "\\\\", "\\n", "\\u0000", "\\u001f" };
+	static const uint8_t vals[] = { '"', '\\', '\n', 0, 0x1f };
+
+	for (size_t e = 0; e < CM_ARRAY_LEN(escs); e++) {
+		for (size_t pos = 0; pos < 20; pos++) {
+			char text[128], data[64];
+			uint8_t want[32];
+			struct cm_cmd cmd;
+			const char *msg;
+			size_t o = 0, w = 0;
+
+			for (size_t i = 0; i < 20; i++) {
+				if (i == pos) {
+					o += (size_t)sprintf(data + o, "%s", escs[e]);
+					want[w++] = vals[e];
+				} else {
+					data[o++] = (char)('a' + i);
+					want[w++] = (uint8_t)('a' + i);
+				}
+			}
+			data[o] = '\0';
+			snprintf(text, sizeof(text), "{\"id\":1,\"publish\":{\"stream\":\"s\",\"data\":\"%s\"}}", data);
+			cr_assert_eq(parse_json(text, &cmd, &msg), 0, "%s", text);
+			cr_assert_eq(cmd.data_len, w);
+			cr_expect_eq(memcmp(cmd.data, want, w), 0, "%s", text);
+			cm_cmd_release(&cmd);
+			/* the raw control character itself is not allowed in a string */
+			if (vals[e] < 0x20 && vals[e]) {
+				data[pos] = (char)vals[e];
+				memset(data + pos + 1, 'z', 19 - pos);
+				data[20] = '\0';
+				snprintf(text, sizeof(text), "{\"id\":1,\"publish\":{\"stream\":\"s\",\"data\":\"%s\"}}", data);
+				expect_json(text, 400, 0);
+			}
+		}
+	}
+}
+
 Test(cm_client, publish_data_raw_utf8_is_kept)
 {
 	struct cm_cmd cmd;
