@@ -282,7 +282,11 @@ void gw_conn_push(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 {
 	if (c->state != GW_S_OPEN)
 		return;
-	if (c->queued + p->len > w->gw->o->max_queued) {
+	uint64_t pending = c->queued;
+
+	if (c->tout)
+		pending += c->tout->out_len + (c->tout->fly_len - c->tout->fly_off);
+	if (pending + p->len > w->gw->o->max_queued) {
 		GW_INC(w, slow, 1);
 		wq_drop(c, c->wq ? c->wq->nflight : 0);
 		gw_conn_close(w, c, CM_WS_CLOSE_POLICY, "slow consumer", GW_R_SLOW);
@@ -739,7 +743,10 @@ static void tls_flush(struct gw_worker *w, struct gw_conn *c)
 	struct gw_wq *q = c->wq;
 	size_t total = 0;
 
-	if (q && q->n && SSL_is_init_finished(c->ssl)) {
+	/* records already built wait for the socket first: TLS output stays
+	 * bounded (about two batches) however slow the reader */
+	if (q && q->n && SSL_is_init_finished(c->ssl) &&
+	    (!c->tout || c->tout->out_len < GW_TLS_BATCH)) {
 		while (q->n && total < GW_TLS_BATCH) {
 			size_t chunk = 0;
 			uint32_t used = 0, head = q->head_off, new_head = 0;
