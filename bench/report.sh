@@ -97,6 +97,7 @@ fi
 	echo "| CPU | $cpu |"
 	echo "| memory | $mem |"
 	echo "| kernel | $(uname -r) |"
+	echo "| load average (1/5/15 min) at start, at end | $(cat "$WD/loadavg.start" 2>/dev/null), $(cat "$WD/loadavg.end" 2>/dev/null) |"
 	echo "| descriptor limit | $(ulimit -Hn) per process |"
 	echo "| Redis | ${redis_v:-?} |"
 	echo "| liburing | $(ver liburing-dev) |"

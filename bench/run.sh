@@ -46,7 +46,7 @@ if [ "$NCPU" -ge 2 ]; then PIN_SRV=0; PIN_LOAD=1; else PIN_SRV=; PIN_LOAD=; fi
 SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
 
 if [ "$MODE" = full ]; then
-	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=5000 BC_RATES=1,2,4,8 BC_DUR=4
+	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=4000 BC_RATES=1,2,4,8 BC_DUR=4
 	MEM_SIZES="10000 19000"
 	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,1000,1500,2000,2500,3000,4000,5000 FAN_RUNS=3 FAN_DUR=4
 	HALF_RUNS=3 HALF_DUR=8
@@ -75,6 +75,7 @@ if ! bash "$ROOT/deploy/gen-dev-cert.sh" "$WD/certs" >/dev/null 2>&1; then
 		-subj "/CN=localhost" 2>/dev/null || { echo "bench: cannot make a certificate" >&2; exit 1; }
 fi
 log "mode $MODE, $NCPU cores, nofile $NOFILE, work dir $WD"
+cut -d' ' -f1-3 /proc/loadavg >"$WD/loadavg.start"
 echo "$MODE" >"$WD/mode"
 
 # ---------------------------------------------------------------------------
@@ -92,13 +93,16 @@ s_connections() {
 	mem0=$(tcp_mem_bytes)
 	slab0=$(slab_bytes)
 	rm -f "$WD/$name.ready"
-	load "$name" $((CONN_N / CONN_RATE * 3 + 120)) "" --scenario broadcast --tls \
+	# Session resumption after each worker's first handshake: the ramp
+	# measures holding, the cost of full handshakes is the TLS scenario's.
+	load "$name" $((CONN_N / CONN_RATE * 6 + 150)) "" --scenario broadcast --tls-resume \
 		--target "127.0.0.1:$WSS_PORT" --clients "$CONN_N" --workers "$CONN_W" \
 		--rate "$CONN_RATE" --max-pending 2000 --source-ips "$SRC_IPS" \
 		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$BC_RATES" --duration "$BC_DUR" \
-		--drain 3 --until-fail --connect-timeout 20 --ready-file "$WD/$name.ready" &
+		--drain 3 --until-fail --connect-timeout 20 --ramp-timeout $((CONN_N / CONN_RATE * 5 + 30)) \
+		--ready-file "$WD/$name.ready" &
 	pid=$!
-	wait_until $((CONN_N / CONN_RATE * 3 + 60)) test -e "$WD/$name.ready"
+	wait_until $((CONN_N / CONN_RATE * 5 + 60)) test -e "$WD/$name.ready"
 	sleep 1
 	rss1=$(gw_rss_kb)
 	mem1=$(tcp_mem_bytes)
@@ -111,7 +115,7 @@ s_connections() {
 	fi
 	n=$(jget $name .connect.peak_open)
 	fig "$sec" "concurrent wss clients held ($CONN_GW gateways, 1 thread each)" "$n of $CONN_N" \
-		"ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s; handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
+		"TLS 1.3, $(jget $name .connect.tls_resumed) resumed sessions; ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s; handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
 	if [ -e "$WD/$name.ready" ] && [ "${n:-0}" -gt 0 ]; then
 		fig "$sec" "gateway memory per wss connection at $n" \
 			"$(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)*1024/n}')" \
@@ -395,6 +399,7 @@ for s in ${BENCH_ONLY:-connections memory fanout half handshakes local relay}; d
 done
 
 ELAPSED=$(($(date +%s) - T0))
+cut -d' ' -f1-3 /proc/loadavg >"$WD/loadavg.end"
 echo "$ELAPSED" >"$WD/elapsed"
 log "all scenarios done in ${ELAPSED}s; writing $OUT"
 bash "$ROOT/bench/report.sh" "$WD" "$OUT" "$PLOTS" || { log "report failed"; exit 1; }

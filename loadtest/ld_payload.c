@@ -140,11 +140,60 @@ static const uint8_t *find_key(const uint8_t *p, const uint8_t *end, const char 
 	return NULL;
 }
 
+/* The gateway's exact layout, read front to back without searching:
+ * {"push":{"stream":"S","offset":N,"data":"D"}} (optionally with
+ * ,"encoding":"base64" before the closing braces). Returns 1, or 0 when the
+ * frame is laid out differently (the caller then searches). */
+static int push_fast(const uint8_t *p, const uint8_t *end, struct ld_push *push)
+{
+	static const char pre[] = "{\"push\":{\"stream\":\"";
+	const uint8_t *q = p + sizeof(pre) - 1, *s;
+	uint64_t off = 0;
+	bool esc;
+
+	if ((size_t)(end - p) < sizeof(pre) - 1 || memcmp(p, pre, sizeof(pre) - 1) != 0)
+		return 0;
+	if (!(s = json_str(q, end, &push->stream_len, &esc)) || esc)
+		return 0;
+	push->stream = s;
+	q = s + push->stream_len + 1;
+	if (end - q < 11 || memcmp(q, ",\"offset\":", 10) != 0)
+		return 0;
+	q += 10;
+	if (*q < '0' || *q > '9')
+		return 0;
+	while (q < end && *q >= '0' && *q <= '9') {
+		if (off > (UINT64_MAX - 9) / 10)
+			return 0;
+		off = off * 10 + (uint64_t)(*q++ - '0');
+	}
+	if (end - q < 9 || memcmp(q, ",\"data\":\"", 9) != 0)
+		return 0;
+	q += 9;
+	if (!(s = json_str(q, end, &push->data_len, &push->escaped)))
+		return 0;
+	push->data = s;
+	push->offset = off;
+	q = s + push->data_len + 1;
+	if (end - q == 2 && q[0] == '}' && q[1] == '}') {
+		push->base64 = false;
+		return 1;
+	}
+	if (end - q == 23 && memcmp(q, ",\"encoding\":\"base64\"}}", 23) == 0) {
+		push->base64 = true;
+		return 1;
+	}
+	return 0;
+}
+
 int ld_push_parse_json(const uint8_t *p, size_t n, struct ld_push *push)
 {
 	const uint8_t *end = p + n, *q, *s;
 	uint64_t off = 0;
 	bool esc;
+
+	if (push_fast(p, end, push))
+		return 1;
 
 	p = skip_ws(p, end);
 	while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))

@@ -782,14 +782,16 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 
 /* ---------- the tick: ramp, churn, deadlines, step counts ---------- */
 
-static void launch_some(struct ld_worker *w, double dt)
+/* Starts connections at the worker's rate: first-time ones while the ramp
+ * lasts (a ramp that timed out stops there), churned ones any time. */
+static void launch_some(struct ld_worker *w, double dt, bool ramp)
 {
 	w->tokens += w->rate * dt;
 	if (w->tokens > w->rate * 0.05 + 2)
 		w->tokens = w->rate * 0.05 + 2; /* no bursts after a stall */
 	while (w->tokens >= 1 && w->st->pending < w->max_pending) {
 		struct ld_conn *c = NULL;
-		if (w->next_launch < w->nconns) {
+		if (ramp && w->next_launch < w->nconns) {
 			c = &w->conns[w->next_launch++];
 		} else if (w->rl_head != w->rl_tail) {
 			c = &w->conns[w->relaunch[w->rl_head % w->nconns]];
@@ -891,7 +893,7 @@ static void on_tick(void *arg)
 		cm_loop_stop(w->loop);
 		return;
 	}
-	launch_some(w, dt);
+	launch_some(w, dt, phase == LD_PH_RAMP);
 	if (ld_load(&ctl->churn_on) && w->o->churn_rate > 0)
 		churn_some(w, dt);
 	if (cm_loop_now(w->loop) - w->last_sweep_ms >= 100) {

@@ -115,3 +115,23 @@ Test(ld_push, tolerates_whitespace_around_colons)
 	cr_assert_eq(p.stream_len, 3);
 	cr_assert_eq(p.data_len, 12);
 }
+
+Test(ld_push, fast_and_searching_readers_agree)
+{
+	const char *frames[] = {
+		"{\"push\":{\"stream\":\"ld.3\",\"offset\":9,\"data\":\"ld1:0:3:9:1:\"}}",
+		"{\"push\":{\"stream\":\"ld.3\",\"offset\":9,\"data\":\"/w==\",\"encoding\":\"base64\"}}",
+		"{\"push\":{\"offset\":9,\"stream\":\"ld.3\",\"data\":\"ld1:0:3:9:1:\"}}",
+		"{\"push\":{\"stream\":\"ld.3\",\"offset\":9,\"data\":\"ld1:0:3:9:1:\"},\"x\":1}",
+	};
+	for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+		struct ld_push p;
+		memset(&p, 0x55, sizeof(p));
+		cr_assert_eq(ld_push_parse_json((const uint8_t *)frames[i], strlen(frames[i]), &p), 1, "i=%zu", i);
+		cr_assert_eq(p.offset, 9, "i=%zu", i);
+		cr_assert_eq(p.stream_len, 4, "i=%zu", i);
+		cr_assert(memcmp(p.stream, "ld.3", 4) == 0);
+		cr_assert_eq(p.base64, i == 1, "i=%zu", i);
+		cr_assert_eq(p.data_len, i == 1 ? 4 : 12, "i=%zu", i);
+	}
+}
