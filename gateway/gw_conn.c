@@ -212,7 +212,6 @@ static void conn_kill(struct gw_worker *w, struct gw_conn *c, enum gw_reason why
 	}
 	free(c->hs);
 	c->hs = NULL;
-	cm_ws_reader_reset(&c->rd);
 	gw_wheel_del(&w->wheel, c->idx);
 	list_dead(w, c);
 }
@@ -244,7 +243,7 @@ static void conn_closing(struct gw_worker *w, struct gw_conn *c, struct cm_packe
 {
 	conn_leave(w, c, why);
 	c->state = GW_S_CLOSING;
-	cm_ws_reader_reset(&c->rd);
+	/* the reader's buffer goes with the slot: we may be inside its callback */
 	free(c->hs);
 	c->hs = NULL;
 	if (last)
