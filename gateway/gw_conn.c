@@ -724,12 +724,17 @@ static void plain_flush(struct gw_worker *w, struct gw_conn *c)
 		q->iov[i].iov_base = (void *)(cm_packet_bytes(q->p[i]) + off);
 		q->iov[i].iov_len = q->p[i]->len - off;
 	}
-	memset(&q->msg, 0, sizeof(q->msg));
-	q->msg.msg_iov = q->iov;
-	q->msg.msg_iovlen = k;
 	q->nflight = k;
 	sqe = cm_loop_sqe(w->loop);
-	io_uring_prep_sendmsg(sqe, c->fd, &q->msg, MSG_NOSIGNAL);
+	if (k == 1) {
+		/* the common case of fan-out: one frame, a plain send */
+		io_uring_prep_send(sqe, c->fd, q->iov[0].iov_base, q->iov[0].iov_len, MSG_NOSIGNAL);
+	} else {
+		memset(&q->msg, 0, sizeof(q->msg));
+		q->msg.msg_iov = q->iov;
+		q->msg.msg_iovlen = k;
+		io_uring_prep_sendmsg(sqe, c->fd, &q->msg, MSG_NOSIGNAL);
+	}
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_SEND));
 	c->flags |= GW_F_SEND;
 	c->inflight++;
