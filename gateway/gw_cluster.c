@@ -304,62 +304,263 @@ void gw_cluster_resync_done(struct gw_cluster *c)
 
 /* --------------------------------------------------------------- receiving */
 
+/* RouterMessage frames are decoded in place (no allocation, no copy: the
+ * delivery payloads are handed to the callbacks straight from the Redis
+ * reply). A first pass checks the whole frame, so a malformed one is
+ * dropped before anything in it is acted on. Unknown fields are skipped
+ * (newer routers); the layout is proto/cluster.proto's. */
+struct pb {
+	const uint8_t *p, *end;
+};
+
+static bool pb_varint(struct pb *b, uint64_t *v)
+{
+	uint64_t r = 0;
+
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		uint8_t ch;
+		if (b->p >= b->end)
+			return false;
+		ch = *b->p++;
+		r |= (uint64_t)(ch & 0x7f) << shift;
+		if (!(ch & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool pb_bytes(struct pb *b, struct pb *out)
+{
+	uint64_t n;
+
+	if (!pb_varint(b, &n) || n > (uint64_t)(b->end - b->p))
+		return false;
+	out->p = b->p;
+	out->end = b->p + n;
+	b->p += n;
+	return true;
+}
+
+static bool pb_skip(struct pb *b, unsigned wt)
+{
+	uint64_t v;
+	struct pb sub;
+
+	switch (wt) {
+	case 0:
+		return pb_varint(b, &v);
+	case 1:
+		if (b->end - b->p < 8)
+			return false;
+		b->p += 8;
+		return true;
+	case 2:
+		return pb_bytes(b, &sub);
+	case 5:
+		if (b->end - b->p < 4)
+			return false;
+		b->p += 4;
+		return true;
+	default:
+		return false; /* groups (3, 4) are not used in these frames */
+	}
+}
+
+/* Reads a tag; false at the end or on a malformed tag (*bad set). */
+static bool pb_tag(struct pb *b, unsigned *field, unsigned *wt, bool *bad)
+{
+	uint64_t t;
+
+	if (b->p >= b->end)
+		return false;
+	if (!pb_varint(b, &t) || (t >> 3) == 0 || (t >> 3) > 0x1fffffff) {
+		*bad = true;
+		return false;
+	}
+	*field = (unsigned)(t >> 3);
+	*wt = (unsigned)(t & 7);
+	return true;
+}
+
+struct gw_delivery {
+	uint64_t kind, offset;
+	struct pb name, data;
+};
+
+static bool parse_delivery(struct pb b, struct gw_delivery *d)
+{
+	unsigned f, wt;
+	bool bad = false;
+
+	memset(d, 0, sizeof(*d));
+	while (pb_tag(&b, &f, &wt, &bad)) {
+		bool ok;
+		if (f == 1 && wt == 0)
+			ok = pb_varint(&b, &d->kind);
+		else if (f == 2 && wt == 2)
+			ok = pb_bytes(&b, &d->name);
+		else if (f == 3 && wt == 0)
+			ok = pb_varint(&b, &d->offset);
+		else if (f == 4 && wt == 2)
+			ok = pb_bytes(&b, &d->data);
+		else if (f >= 1 && f <= 4)
+			ok = false; /* a known field with the wrong wire type */
+		else
+			ok = pb_skip(&b, wt);
+		if (!ok)
+			return false;
+	}
+	return !bad;
+}
+
+struct gw_frame {
+	uint64_t version, boot;
+	bool has_resync;
+	uint64_t resync_epoch;
+	size_t ndeliveries, nacks;
+};
+
+/* Pass 1: checks the frame and reads its scalar fields. */
+static bool frame_check(const uint8_t *p, size_t len, struct gw_frame *fr)
+{
+	struct pb b = { p, p + len }, sub;
+	unsigned f, wt;
+	bool bad = false;
+	uint64_t v;
+
+	memset(fr, 0, sizeof(*fr));
+	while (pb_tag(&b, &f, &wt, &bad)) {
+		bool ok = true;
+		struct gw_delivery d;
+		switch (f) {
+		case 1:
+			ok = wt == 0 && pb_varint(&b, &fr->version);
+			break;
+		case 2:
+			ok = wt == 0 && pb_varint(&b, &fr->boot);
+			break;
+		case 3:
+			ok = wt == 2 && pb_bytes(&b, &sub) && parse_delivery(sub, &d);
+			fr->ndeliveries++;
+			break;
+		case 4:
+			if (wt == 0) {
+				ok = pb_varint(&b, &v);
+				fr->nacks++;
+			} else if (wt == 2 && (ok = pb_bytes(&b, &sub))) {
+				while (ok && sub.p < sub.end) {
+					ok = pb_varint(&sub, &v);
+					fr->nacks++;
+				}
+			} else {
+				ok = false;
+			}
+			break;
+		case 5:
+			ok = wt == 2 && pb_bytes(&b, &sub);
+			fr->has_resync = true;
+			while (ok && sub.p < sub.end) {
+				unsigned sf, swt;
+				bool sbad = false;
+				if (!pb_tag(&sub, &sf, &swt, &sbad)) {
+					ok = !sbad;
+					break;
+				}
+				if (sf == 1 && swt == 0)
+					ok = pb_varint(&sub, &fr->resync_epoch);
+				else
+					ok = sf != 1 && pb_skip(&sub, swt);
+			}
+			break;
+		default:
+			ok = pb_skip(&b, wt);
+			break;
+		}
+		if (!ok)
+			return false;
+	}
+	return !bad && fr->version != 0;
+}
+
+static void on_ack_id(struct gw_cluster *c, uint64_t id)
+{
+	struct gw_pending *pd = pend_find(c, id);
+	if (pd)
+		pend_finish(c, pd, true);
+}
+
 static void on_router_frame(struct gw_cluster *c, const uint8_t *p, size_t len)
 {
-	Herald__Cluster__RouterMessage *m;
-	bool boot_changed;
+	struct gw_frame fr;
+	struct pb b = { p, p + len }, sub;
+	unsigned f, wt;
+	bool bad = false, boot_changed;
+	uint64_t v = 0;
 
 	c->frames_in++;
-	if (len > GW_MAX_FRAME) {
-		c->frames_bad++;
-		return;
-	}
-	m = herald__cluster__router_message__unpack(NULL, len, p);
-	if (!m || m->version == 0) {
-		if (m)
-			herald__cluster__router_message__free_unpacked(m, NULL);
+	if (len > GW_MAX_FRAME || !frame_check(p, len, &fr)) {
 		c->frames_bad++;
 		if (c->frames_bad < 10 || c->frames_bad % 1000 == 0)
 			cm_warn("cluster: malformed router frame (%zu bytes) dropped", len);
 		return;
 	}
-	boot_changed = c->router_boot && m->router_boot_id != c->router_boot;
-	c->router_boot = m->router_boot_id;
+	boot_changed = c->router_boot && fr.boot != c->router_boot;
+	c->router_boot = fr.boot;
 
-	for (size_t i = 0; i < m->n_deliveries; i++) {
-		const Herald__Cluster__Delivery *d = m->deliveries[i];
+	/* Pass 2: deliveries in order, then acks (the frame is known good). */
+	while (pb_tag(&b, &f, &wt, &bad)) {
+		struct gw_delivery d;
+		if (f != 3) {
+			pb_skip(&b, wt);
+			continue;
+		}
+		pb_bytes(&b, &sub);
+		parse_delivery(sub, &d);
 		c->deliveries_in++;
-		switch (d->kind) {
+		switch (d.kind) {
 		case HERALD__CLUSTER__DELIVERY__KIND__STREAM:
-			if (d->name.len && c->cbs.deliver_stream)
-				c->cbs.deliver_stream(c->ctx, (const char *)d->name.data, d->name.len,
-						      d->offset, d->data.data, d->data.len);
+			if (d.name.end > d.name.p && c->cbs.deliver_stream)
+				c->cbs.deliver_stream(c->ctx, (const char *)d.name.p,
+						      (size_t)(d.name.end - d.name.p), d.offset,
+						      d.data.p, (size_t)(d.data.end - d.data.p));
 			break;
 		case HERALD__CLUSTER__DELIVERY__KIND__USER:
-			if (d->name.len && c->cbs.deliver_user)
-				c->cbs.deliver_user(c->ctx, (const char *)d->name.data, d->name.len,
-						    d->offset, d->data.data, d->data.len);
+			if (d.name.end > d.name.p && c->cbs.deliver_user)
+				c->cbs.deliver_user(c->ctx, (const char *)d.name.p,
+						    (size_t)(d.name.end - d.name.p), d.offset,
+						    d.data.p, (size_t)(d.data.end - d.data.p));
 			break;
 		case HERALD__CLUSTER__DELIVERY__KIND__ALL:
 			if (c->cbs.deliver_all)
-				c->cbs.deliver_all(c->ctx, d->data.data, d->data.len);
+				c->cbs.deliver_all(c->ctx, d.data.p, (size_t)(d.data.end - d.data.p));
 			break;
 		default:
 			break; /* a kind from a newer router: not for us */
 		}
 	}
-	if (m->n_deliveries && c->cbs.batch_end)
+	if (fr.ndeliveries && c->cbs.batch_end)
 		c->cbs.batch_end(c->ctx);
-	for (size_t i = 0; i < m->n_interest_acks; i++) {
-		struct gw_pending *pd = pend_find(c, m->interest_acks[i]);
-		if (pd)
-			pend_finish(c, pd, true);
+	if (fr.nacks) {
+		b.p = p;
+		while (pb_tag(&b, &f, &wt, &bad)) {
+			if (f != 4) {
+				pb_skip(&b, wt);
+			} else if (wt == 0) {
+				pb_varint(&b, &v);
+				on_ack_id(c, v);
+			} else {
+				pb_bytes(&b, &sub);
+				while (sub.p < sub.end && pb_varint(&sub, &v))
+					on_ack_id(c, v);
+			}
+		}
 	}
-	if (m->resync_request)
-		resync_start(c, m->resync_request->epoch);
+	if (fr.has_resync)
+		resync_start(c, fr.resync_epoch);
 	else if (boot_changed)
 		send_hello(c); /* a new router: it will ask for a resync */
-	herald__cluster__router_message__free_unpacked(m, NULL);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
