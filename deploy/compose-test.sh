@@ -129,18 +129,19 @@ head -c 32 /dev/urandom | base64 | tr -d '\n' >"$work/secrets/jwt-secret"
 chown 10001:10001 "$work/secrets/jwt-secret"
 chmod 0400 "$work/secrets/jwt-secret"
 
-redis_port=$(free_port_from 16390) || fail "no free port"
-ws_port=$(free_port_from 18080) || fail "no free port"
-wss_port=$(free_port_from 18443) || fail "no free port"
-admin_port=$(free_port_from 19100) || fail "no free port"
-# Gateway admin ports: slot n uses gw_base+n; find a base with a free run.
-gw_base=""
-for ((b = 19200; b < 19400; b += 10)); do
+# Ports: a random block of 20 below the ephemeral range (other tests on this
+# machine bind fixed or ephemeral ports); every port in it must be free.
+# Host networking means these are host ports: everything binds 127.0.0.1.
+blk=""
+for ((try = 0; try < 50; try++)); do
+	b=$(( 24000 + (RANDOM % 400) * 20 ))
 	ok=1
-	for ((n = 1; n <= ngw_max + 2; n++)); do port_busy $((b + n)) && { ok=0; break; }; done
-	[ $ok = 1 ] && { gw_base=$b; break; }
+	for ((p = b; p < b + 20; p++)); do port_busy $p && { ok=0; break; }; done
+	[ $ok = 1 ] && { blk=$b; break; }
 done
-[ -n "$gw_base" ] || fail "no free range for the gateway admin ports"
+[ -n "$blk" ] || fail "no free block of 20 ports"
+redis_port=$blk ws_port=$((blk + 1)) wss_port=$((blk + 2)) admin_port=$((blk + 3))
+gw_base=$((blk + 10))   # gateway slot n: admin port gw_base+n
 
 export HERALD_IMAGE=$image HERALD_REDIS_IMAGE=$redis_image
 export HERALD_REDIS_PORT=$redis_port HERALD_WS_PORT=$ws_port HERALD_WSS_PORT=$wss_port
@@ -171,8 +172,25 @@ running=$(podman ps --filter "label=io.podman.compose.project=$project" \
 [ "$running" = "$ngw_max" ] || fail "$running gateway containers running, want $ngw_max"
 say "scaled to $ngw_max gateways in $(( $(date +%s) - t )) s: $(podman ps --filter "label=io.podman.compose.project=$project" --format '{{.Names}}' | tr '\n' ' ')"
 for c in $(podman ps --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=gateway" --format '{{.Names}}'); do
-	say "  $c: $(podman logs "$c" 2>&1 | grep -m1 'gateway slot' || echo '?')"
+	line=$(podman logs "$c" 2>&1 | grep 'gateway slot' | head -n1)
+	say "  $c: ${line:-?}"
 done
+# The admin ports must belong to our containers, not to some other process
+# that grabbed a port meanwhile: compare the listener's pid with the
+# container's (the entrypoint execs, so the container's pid is the binary).
+owns_port() { # container port
+	local cpid
+	cpid=$(podman inspect -f '{{.State.Pid}}' "$1") || return 1
+	ss -Hltnp "sport = :$2" | grep -q "pid=$cpid,"
+}
+owns_port "${project}_router_1" "$admin_port" || fail "port $admin_port is not the router container's"
+for ((n = 1; n <= ngw_max; n++)); do
+	c=$(podman ps --filter "label=io.podman.compose.project=$project" --format '{{.Names}}' |
+		while read -r x; do owns_port "$x" $((gw_base + n)) && echo "$x"; done)
+	[ -n "$c" ] || fail "admin port $((gw_base + n)) (slot $n) belongs to none of our gateways"
+done
+owns_port "${project}_gateway_1" "$ws_port" || fail "ws port $ws_port is not served by our gateways"
+
 # The user the gateways run as (the image's non-root user).
 uid=$(podman top "${project}_gateway_1" user 2>/dev/null | tail -n1 | tr -d ' ')
 [ "$uid" = herald ] || [ "$uid" = 10001 ] || fail "gateway runs as '$uid', want the herald user"
