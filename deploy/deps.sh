@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential pkg-config liburing-dev android-libboringssl-dev libmimalloc-dev
 libhiredis-dev libprotobuf-c-dev protobuf-c-compiler libcriterion-dev libcjson-dev
 redis-server redis-tools clang libclang-rt-14-dev gnuplot-nox openssl procps iproute2
-chromium"
+chromium jq"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
