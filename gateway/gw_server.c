@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static int bufring_setup(struct gw_worker *w)
@@ -119,6 +120,16 @@ int gw_run(struct gw_opts *o)
 	sigset_t set;
 	int port;
 
+	struct rlimit rl;
+
+	/* every connection is a descriptor: take all the kernel allows */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->max_conns + 64)
+		cm_info("descriptor limit %llu is below --max-conns %u",
+			(unsigned long long)rl.rlim_cur, o->max_conns);
 	signal(SIGPIPE, SIG_IGN);
 	/* SIGTERM/SIGINT arrive through worker 0's signalfd */
 	sigemptyset(&set);
