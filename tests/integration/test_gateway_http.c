@@ -242,3 +242,25 @@ Test(gateway_http, bad_flag_exits_2)
 	cr_assert_eq(th_wait_exit(h, 10000), 0);
 	cr_assert(th_log_contains(h, "--listen"));
 }
+
+Test(gateway_http, token_expiry_closes_with_1008)
+{
+	const char *secret = "expiry";
+	struct th_gw gw;
+	/* the gateway checks expiry when a connection's timer fires (ping, idle,
+	 * at most 30 s): a short ping interval keeps this test short */
+	th_gw_start(&gw, &(struct th_gw_opts){ .auth = "jwt", .jwt_secret = secret,
+					       .extra = { "--ping-interval", "500ms", NULL } });
+	char t[4096];
+	/* expired 28 s ago: accepted within the 30 s leeway, for about 2 s more */
+	snprintf(t, sizeof(t), "/ws?token=%s", th_jwt("short", time(NULL) - 28, secret));
+	struct th_ws *ws = th_ws_open(gw.port, t);
+	snprintf(t, sizeof(t), "/ws?token=%s", th_jwt("long", time(NULL) + 3600, secret));
+	struct th_ws *keep = th_ws_open(gw.port, t);
+	cr_assert_eq(th_ws_wait_close(ws, 15000), 1008, "no 1008 once the token expired");
+	th_ws_free(ws);
+	cr_assert_eq(th_ws_subscribe(keep, "still"), 0, "a valid token's connection was closed");
+	th_ws_free(keep);
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_connections_closed_total", "token_expired"), 1);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}

@@ -516,3 +516,23 @@ Test(gateway_proto, anon_users_and_many_streams_per_connection)
 	th_ws_free(pub);
 	stop();
 }
+
+Test(gateway_proto, command_rate_limit_answers_429)
+{
+	start("--cmd-rate", "1", "--cmd-burst", "3");
+	struct th_ws *ws = th_ws_open(gw.port, "/ws?user=a");
+	int64_t ids[10];
+	for (int i = 0; i < 10; i++)
+		ids[i] = th_ws_send_command(ws, CM_CMD_SUBSCRIBE, "rl", NULL, 0);
+	int ok = 0, limited = 0;
+	for (int i = 0; i < 10; i++) {
+		int c = th_ws_wait_reply(ws, (uint64_t)ids[i], NULL, 5000);
+		cr_assert(c == 0 || c == 429, "reply %d", c);
+		ok += c == 0;
+		limited += c == 429;
+	}
+	cr_assert(ok >= 3 && limited >= 1, "%d ok, %d limited with a burst of 3", ok, limited);
+	cr_assert(th_gw_metric(&gw, "herald_gateway_rate_limited_total", NULL) == limited);
+	th_ws_free(ws);
+	stop();
+}

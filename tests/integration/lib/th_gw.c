@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void th_gw_start(struct th_gw *gw, const struct th_gw_opts *o)
@@ -62,12 +63,22 @@ void th_gw_start(struct th_gw *gw, const struct th_gw_opts *o)
 	}
 	argv[n] = NULL;
 	gw->proc = th_spawn("gateway", argv, NULL);
-	bool up = th_wait_port(gw->port, 15000) == 0 &&
-		  (!gw->tls_port || th_wait_port(gw->tls_port, 15000) == 0) &&
-		  th_wait_http_200(gw->admin_port, "/readyz", 15000) == 0;
-	if (!up) {
+	const char *what = NULL;
+	if (th_wait_port(gw->port, 15000) != 0)
+		what = "plain listener";
+	else if (gw->tls_port && th_wait_port(gw->tls_port, 15000) != 0)
+		what = "TLS listener";
+	else if (th_wait_http_200(gw->admin_port, "/readyz", 15000) != 0)
+		what = "/readyz";
+	if (what) {
+		char *body = NULL;
+		int st = th_http_get(gw->admin_port, "/readyz", &body, NULL);
+		fprintf(stderr, "th_gw: %s not up after 15 s (ports %d/%d/%d, /readyz %d %s)\n",
+			what, gw->port, gw->tls_port, gw->admin_port, st, body ? body : "");
+		free(body);
 		th_dump_log(gw->proc, 4000);
-		cr_assert_fail("herald-gateway did not come up (alive: %d)", th_alive(gw->proc));
+		cr_assert_fail("herald-gateway did not come up: %s (alive: %d)", what,
+			       th_alive(gw->proc));
 	}
 }
 

@@ -24,6 +24,8 @@
 
 extern char **environ;
 
+#define CM_ARRAY_LEN_TH(a) (sizeof(a) / sizeof((a)[0]))
+
 static struct th_proc procs[TH_MAX_PROCS];
 static int nprocs;
 static char tmpdir[256];
@@ -176,14 +178,29 @@ const char *th_bin(const char *name)
 
 int th_free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd >= 0, "socket: %s", strerror(errno));
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
-	socklen_t al = sizeof(a);
-	getsockname(fd, (struct sockaddr *)&a, &al);
-	close(fd);
-	return ntohs(a.sin_port);
+	/* never hand out the same port twice in one test process */
+	static int given[256];
+	static unsigned ngiven;
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(fd >= 0, "socket: %s", strerror(errno));
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
+		socklen_t al = sizeof(a);
+		getsockname(fd, (struct sockaddr *)&a, &al);
+		close(fd);
+		int port = ntohs(a.sin_port);
+		bool dup = false;
+		for (unsigned i = 0; i < ngiven && i < CM_ARRAY_LEN_TH(given); i++)
+			dup |= given[i] == port;
+		if (dup)
+			continue;
+		given[ngiven++ % CM_ARRAY_LEN_TH(given)] = port;
+		return port;
+	}
+	cr_assert_fail("no free port");
+	return -1;
 }
 
 static struct th_proc *new_proc(const char *name, char *const argv[], char *const env[])
