@@ -54,10 +54,14 @@ cc_v=$(${CC:-cc} --version 2>/dev/null | head -1)
 
 # ---------- plots ----------
 plots=()
+term="pngcairo size 900,450 font \"sans,10\""
+if command -v gnuplot >/dev/null && ! gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1; then
+	term="png size 900,450"
+fi
 if command -v gnuplot >/dev/null; then
 	if [ -s "$WD/ccu.dat" ]; then
 		gnuplot <<EOF 2>>"$WD/gnuplot.log" && plots+=("ccu-ramp.png|Open connections during the ramp and hold of the wss run")
-set terminal pngcairo size 900,450 font "sans,10"
+set terminal $term
 set output "$PLOTS/ccu-ramp.png"
 set title "Concurrent wss connections (herald-load, 1 s samples)"
 set xlabel "seconds since start"
@@ -70,7 +74,7 @@ EOF
 	fi
 	if [ -s "$WD/latency.dat" ]; then
 		gnuplot <<EOF 2>>"$WD/gnuplot.log" && plots+=("latency-vs-rate.png|Publish -> client latency percentiles against the publish rate (fan-out, 100 subscribers per stream)")
-set terminal pngcairo size 900,450 font "sans,10"
+set terminal $term
 set output "$PLOTS/latency-vs-rate.png"
 set title "Publish -> client latency, fan-out (medians over runs)"
 set xlabel "publish rate, msgs/s"
