@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -277,4 +278,9 @@ bool cm_redis_up(const struct cm_redis *r)
 uint64_t cm_redis_reconnects(const struct cm_redis *r)
 {
 	return r->connects ? r->connects - 1 : 0;
+}
+
+size_t cm_redis_pending(const struct redisAsyncContext *ac)
+{
+	return ac->c.obuf ? sdslen(ac->c.obuf) : 0;
 }

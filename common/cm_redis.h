@@ -15,6 +15,7 @@
 #define CM_REDIS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cm_loop;
@@ -45,6 +46,10 @@ void cm_redis_free(struct cm_redis *r);
 /* The connected context, or NULL while disconnected or connecting. */
 struct redisAsyncContext *cm_redis_ctx(const struct cm_redis *r);
 bool cm_redis_up(const struct cm_redis *r);
+/* Bytes buffered in ac for Redis and not written yet (a full pipeline
+ * means Redis is not keeping up: callers bound it). */
+size_t cm_redis_pending(const struct redisAsyncContext *ac);
+
 /* Successful connects after the first one. */
 uint64_t cm_redis_reconnects(const struct cm_redis *r);
 

@@ -26,6 +26,8 @@
 #define GW_ACK_GIVEUP_MS 5000
 /* Router frames are at most ~256 KiB of batch plus one payload (<= 1 MiB). */
 #define GW_MAX_FRAME (8u << 20)
+/* Bytes queued for Redis beyond which events are dropped. */
+#define GW_MAX_BACKLOG (64u << 20)
 /* One resync answer chunk: this many names or bytes, whichever comes first. */
 #define GW_RESYNC_CHUNK_NAMES 512
 #define GW_RESYNC_CHUNK_BYTES (32u << 10)
@@ -89,8 +91,8 @@ static bool send_event(struct gw_cluster *c, Herald__Cluster__GatewayEvent *ev)
 	uint8_t stackbuf[512], *buf = stackbuf;
 	size_t len;
 
-	if (!ac)
-		return false;
+	if (!ac || cm_redis_pending(ac) > GW_MAX_BACKLOG)
+		return false; /* Redis gone or not keeping up: drop, never grow */
 	ev->version = GW_CLUSTER_VERSION;
 	ev->gateway_id.data = (uint8_t *)c->id;
 	ev->gateway_id.len = c->id_len;
@@ -394,7 +396,11 @@ static bool parse_delivery(struct pb b, struct gw_delivery *d)
 	unsigned f, wt;
 	bool bad = false;
 
+	static const uint8_t empty[1];
+
 	memset(d, 0, sizeof(*d));
+	/* Absent bytes fields are empty, never NULL (callers may memcpy). */
+	d->name.p = d->name.end = d->data.p = d->data.end = empty;
 	while (pb_tag(&b, &f, &wt, &bad)) {
 		bool ok;
 		if (f == 1 && wt == 0)

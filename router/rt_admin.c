@@ -87,6 +87,7 @@ void rt_admin_metrics(struct rt_router *r, struct cm_buf *b)
 			 "# TYPE herald_router_dropped_total counter\n"
 			 "herald_router_dropped_total{reason=\"no_subscriber\"} %llu\n"
 			 "herald_router_dropped_total{reason=\"too_large\"} %llu\n"
+			 "herald_router_dropped_total{reason=\"redis_backlog\"} %llu\n"
 			 "# HELP herald_router_gateways Live gateways.\n"
 			 "# TYPE herald_router_gateways gauge\n"
 			 "herald_router_gateways %zu\n"
@@ -102,7 +103,8 @@ void rt_admin_metrics(struct rt_router *r, struct cm_buf *b)
 		      (unsigned long long)st.deliveries_out, (unsigned long long)st.batches,
 		      (unsigned long long)st.redis_reconnects, st.redis_up ? 1 : 0,
 		      (unsigned long long)st.bad_frames, (unsigned long long)st.dropped_no_holder,
-		      (unsigned long long)st.too_large, st.gateways, st.streams, st.users,
+		      (unsigned long long)st.too_large, (unsigned long long)st.backlog_drops,
+		      st.gateways, st.streams, st.users,
 		      st.entries);
 }
 

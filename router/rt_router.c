@@ -19,6 +19,8 @@
 #define RT_FIELDS_PER_CMD 1000
 /* A gateway still owing a resync answer is asked again after this. */
 #define RT_RESYNC_RETRY_MS 1000
+/* Bytes queued for Redis beyond which frames are dropped. */
+#define RT_MAX_BACKLOG (256u << 20)
 /* Gateways send a heartbeat this often (gw_cluster.c). */
 #define RT_HEARTBEAT_MS 500
 
@@ -78,6 +80,11 @@ static bool send_cmd(struct rt_router *r, const char *cmd, size_t len)
 	}
 	if (!r->pub || !(ac = cm_redis_ctx(r->pub)))
 		return false;
+	if (cm_redis_pending(ac) > RT_MAX_BACKLOG) {
+		/* Redis does not keep up: drop rather than grow without bound. */
+		r->st.backlog_drops++;
+		return false;
+	}
 	redisAsyncFormattedCommand(ac, NULL, NULL, cmd, len);
 	return true;
 }

@@ -65,7 +65,7 @@ void rt_router_expire(struct rt_router *r, uint64_t now);
 struct rt_stats {
 	bool redis_up;
 	uint64_t publishes_in, deliveries_out, batches, bad_frames, dropped_no_holder,
-		too_large, redis_reconnects;
+		too_large, redis_reconnects, backlog_drops;
 	uint64_t cluster_ccu;
 	size_t gateways, streams, users, entries;
 };

@@ -74,6 +74,7 @@ static void add_rec(struct fake *f, int kind, const char *name, size_t nlen, uin
 	r->kind = kind;
 	snprintf(r->name, sizeof(r->name), "%.*s", (int)nlen, name);
 	r->off = off;
+	cr_assert_not_null(data, "payload pointers are never NULL");
 	r->data = malloc(len + 1);
 	memcpy(r->data, data, len);
 	r->len = len;
