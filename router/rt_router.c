@@ -375,6 +375,9 @@ static void on_resync_answer(struct rt_router *r, struct rt_gw *gw,
 {
 	if (ra->epoch != gw->epoch)
 		return; /* an answer to an older request */
+	/* A long answer in progress is not a lost request: no retry while
+	 * chunks keep coming. */
+	gw->resync_sent = cm_loop_now(r->loop);
 	for (size_t i = 0; i < ra->n_streams; i++)
 		rt_table_hold(r->t, RT_STREAM, (const char *)ra->streams[i].data,
 			      ra->streams[i].len, gw->slot, gw->mark, NULL);

@@ -31,8 +31,8 @@ struct fake {
 	int nrec;
 	int batches, resyncs;
 	/* what this fake gateway holds, re-announced on resync */
-	char held[16][64];
-	bool held_user[16];
+	char held[4096][24];
+	bool held_user[4096];
 	int nheld;
 	int acks_ok, acks_failed;
 };
@@ -147,6 +147,7 @@ static void on_ack(void *arg, bool ok)
 static void hold(struct fake *f, const char *name, bool is_user)
 {
 	int before = f->acks_ok;
+	cr_assert(f->nheld < 4096);
 	snprintf(f->held[f->nheld], sizeof(f->held[0]), "%s", name);
 	f->held_user[f->nheld++] = is_user;
 	if (is_user) {
@@ -560,4 +561,28 @@ Test(cluster_link, frame_decoder_matches_protobuf_c)
 		free(f.recs[i].data);
 	free(c);
 	free(buf);
+}
+
+Test(cluster_link, a_large_resync_is_chunked_and_complete)
+{
+	char name[24];
+
+	start_all();
+	for (int i = 0; i < 3000; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		snprintf(A.held[A.nheld], sizeof(A.held[0]), "%s", name);
+		A.held_user[A.nheld++] = false;
+		gw_cluster_interest(A.c, name, strlen(name), true, on_ack, &A);
+	}
+	cr_assert(PUMP(A.acks_ok == 3000, 10000), "acks %d", A.acks_ok);
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_streams", NULL) == 3000, 3000));
+	th_kill9(router.proc);
+	th_restart(router.proc);
+	cr_assert(th_wait_http_200(router.admin_port, "/api/gateways", 5000) == 0);
+	cr_assert(PUMP(all_up(2) && th_router_metric(&router, "herald_router_streams", NULL) == 3000,
+		       8000), "streams after the resync: %g",
+		  th_router_metric(&router, "herald_router_streams", NULL));
+	th_redis_publish(redis->port, "herald:stream:s2999", "last", 4);
+	cr_assert(PUMP(count_kind(&A, 0, "s2999") == 1, 3000));
+	stop_all();
 }
