@@ -15,6 +15,8 @@
 #define CM_REDIS_READS_PER_EVENT 64
 #define CM_REDIS_BACKOFF_MIN 100
 #define CM_REDIS_BACKOFF_MAX 1000
+/* A connect(2) that neither succeeds nor fails (a silent host) is given up. */
+#define CM_REDIS_CONNECT_TIMEOUT 2000
 
 /* ------------------------------------------------------------------ adapter */
 
@@ -143,7 +145,7 @@ struct cm_redis {
 	redisAsyncContext *ac;  /* connecting or connected */
 	bool up, freeing, failing;
 	unsigned backoff;
-	struct cm_timer *retry;
+	struct cm_timer *retry, *ctimer;
 	uint64_t connects;
 };
 
@@ -175,9 +177,27 @@ static void cl_fail(struct cm_redis *r, const char *why)
 	cl_schedule(r);
 }
 
+static void cl_connect_timeout(void *arg)
+{
+	struct cm_redis *r = arg;
+	redisAsyncContext *ac = r->ac;
+
+	r->ctimer = NULL; /* one-shot: finished */
+	if (!ac || r->up)
+		return;
+	r->ac = NULL;
+	redisAsyncFree(ac); /* not connected: no disconnect callback */
+	cl_fail(r, "connect timed out");
+}
+
 static void cl_on_connect(const redisAsyncContext *ac, int status)
 {
 	struct cm_redis *r = ac->data;
+
+	if (r->ctimer) {
+		cm_timer_stop(r->ctimer);
+		r->ctimer = NULL;
+	}
 
 	if (status != REDIS_OK) {
 		/* hiredis frees the context after this returns. */
@@ -185,6 +205,8 @@ static void cl_on_connect(const redisAsyncContext *ac, int status)
 		cl_fail(r, ac->errstr[0] ? ac->errstr : "connect failed");
 		return;
 	}
+	/* Half-open connections (a vanished Redis host) end within a minute. */
+	redisEnableKeepAlive((redisContext *)&ac->c);
 	r->up = true;
 	r->failing = false;
 	r->backoff = CM_REDIS_BACKOFF_MIN;
@@ -233,6 +255,7 @@ static void cl_connect(struct cm_redis *r)
 	/* hiredis 0.14 learns that connect(2) finished on the first write
 	 * event: wait for writability now. */
 	ac->ev.addWrite(ac->ev.data);
+	r->ctimer = cm_timer_start(r->loop, CM_REDIS_CONNECT_TIMEOUT, false, cl_connect_timeout, r);
 }
 
 struct cm_redis *cm_redis_new(struct cm_loop *loop, const char *host, int port,
@@ -258,6 +281,8 @@ void cm_redis_free(struct cm_redis *r)
 	r->freeing = true;
 	if (r->retry)
 		cm_timer_stop(r->retry);
+	if (r->ctimer)
+		cm_timer_stop(r->ctimer);
 	if (r->ac)
 		redisAsyncFree(r->ac);
 	free(r->host);
