@@ -110,8 +110,15 @@ podman volume rm -f "${project}_herald-slots" >/dev/null 2>&1 || true
 stage="image build"
 say "building $image from deploy/Dockerfile"
 t=$(date +%s)
-BUILDAH_FORMAT=docker timeout 1200 podman build -q -f deploy/Dockerfile -t "$image" . >/tmp/herald-compose-build.log 2>&1 ||
+# The build stage is tagged too (localhost/herald-build:cache) so that the
+# prune below, which keeps repeated runs from filling the disk with old
+# images, does not throw away the cached compiler layers.
+{ BUILDAH_FORMAT=docker timeout 1200 podman build -q -f deploy/Dockerfile --target build \
+	-t localhost/herald-build:cache . &&
+  BUILDAH_FORMAT=docker timeout 1200 podman build -q -f deploy/Dockerfile -t "$image" .; } \
+	>/tmp/herald-compose-build.log 2>&1 ||
 	{ tail -n 30 /tmp/herald-compose-build.log >&2; fail "image build failed (log: /tmp/herald-compose-build.log)"; }
+podman image prune -f >/dev/null 2>&1 || true
 say "image built in $(( $(date +%s) - t )) s"
 for b in herald-gateway herald-router; do
 	podman run --rm --no-healthcheck --entrypoint /bin/sh "$image" -c "test -x /usr/local/bin/$b" ||
