@@ -13,9 +13,9 @@
 #include <stdint.h>
 
 #define RT_FRAME_VERSION 1
-#define RT_FRAME_HEAD 320
+#define RT_FRAME_HEAD 352
 /* The longest channel name rt_frame_publish() can prefix. */
-#define RT_FRAME_MAX_CHANNEL 256
+#define RT_FRAME_MAX_CHANNEL 300
 
 enum rt_delivery_kind { RT_DELIVER_STREAM = 0, RT_DELIVER_USER = 1, RT_DELIVER_ALL = 2 };
 
