@@ -33,6 +33,7 @@ struct rt_gw {
 	uint64_t epoch;        /* resync asked for */
 	uint32_t mark;         /* holder mark for this epoch */
 	uint64_t resync_sent;  /* loop ms */
+	uint64_t restarted_at, dup_warned;
 	/* This turn's outgoing frame. */
 	struct rt_frame out;
 	uint64_t *acks;

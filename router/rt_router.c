@@ -431,7 +431,17 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 		request_resync(r, gw);
 		fresh = true;
 	} else if (gw->boot_id != ev->boot_id) {
-		cm_info("gateway %s restarted", gw->id);
+		/* Two processes under one id flip the boot id back and forth. */
+		if (now - gw->restarted_at < 5000) {
+			if (now - gw->dup_warned >= 10000) {
+				cm_warn("gateway id %s restarts again and again: is it used by two "
+					"gateways? (ids must be unique)", gw->id);
+				gw->dup_warned = now;
+			}
+		} else {
+			cm_info("gateway %s restarted", gw->id);
+		}
+		gw->restarted_at = now;
 		rt_table_drop_gw(r->t, gw->slot, now);
 		gw->boot_id = ev->boot_id;
 		request_resync(r, gw);
