@@ -415,7 +415,7 @@ static void upgrade(struct gw_worker *w, struct gw_conn *c, const struct cm_http
 			char *e = strchr(s, ',');
 			size_t len = e ? (size_t)(e - s) : strlen(s);
 			if (!cm_stream_valid(s, len) || (len >= 5 && !memcmp(s, "user:", 5)) ||
-			    cnt >= 256) {
+			    cnt >= o->max_subs) {
 				free(streams);
 				http_refuse(w, c, 400, "bad stream name in streams");
 				return;

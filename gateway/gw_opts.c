@@ -32,6 +32,7 @@ static const char usage[] =
 	"  --client-publish P         all | none | comma list of stream prefixes\n"
 	"                             (default all; user:* and * never)\n"
 	"  --cmd-rate N, --cmd-burst N  commands per second per connection (100, 200)\n"
+	"  --max-subscriptions N      streams per connection (default 1000; 413 beyond)\n"
 	"  --recv-buffers N           provided receive buffers per thread (128)\n"
 	"  --recv-buffer-size N       bytes each (4096)\n"
 	"  --log-level L              debug|info|warn|error (default info)\n"
@@ -41,7 +42,7 @@ static const char usage[] =
 enum {
 	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
 	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_PING, O_IDLE, O_HS, O_DRAIN,
-	O_PUB, O_RATE, O_BURST, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
+	O_PUB, O_RATE, O_BURST, O_MAXSUBS, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
 };
 
 static const struct option longopts[] = {
@@ -66,6 +67,7 @@ static const struct option longopts[] = {
 	{ "client-publish", required_argument, NULL, O_PUB },
 	{ "cmd-rate", required_argument, NULL, O_RATE },
 	{ "cmd-burst", required_argument, NULL, O_BURST },
+	{ "max-subscriptions", required_argument, NULL, O_MAXSUBS },
 	{ "recv-buffers", required_argument, NULL, O_RBUFS },
 	{ "recv-buffer-size", required_argument, NULL, O_RBUFSZ },
 	{ "log-level", required_argument, NULL, O_LOG },
@@ -271,6 +273,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	o->pub = GW_PUB_ALL;
 	o->cmd_rate = 100;
 	o->cmd_burst = 200;
+	o->max_subs = 1000;
 	o->recv_buffers = 128;
 	o->recv_buffer_size = 4096;
 	o->log_level = CM_LOG_INFO;
@@ -388,6 +391,10 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_BURST:
 			if (parse_uint(v, 1, 1000000, &o->cmd_burst))
 				return fail(err, errcap, "--cmd-burst: bad number '%s'", v);
+			break;
+		case O_MAXSUBS:
+			if (parse_uint(v, 1, 1000000, &o->max_subs))
+				return fail(err, errcap, "--max-subscriptions: bad number '%s'", v);
 			break;
 		case O_RBUFS:
 			if (parse_uint(v, 8, 32768, &u) || (u & (u - 1)))

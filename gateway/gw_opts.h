@@ -41,6 +41,7 @@ struct gw_opts {
 	char **pub_prefixes;
 	unsigned npub_prefixes;
 	uint32_t cmd_rate, cmd_burst; /* commands per second per connection */
+	uint32_t max_subs;          /* subscriptions per connection */
 	uint32_t recv_buffers, recv_buffer_size;
 	enum cm_log_level log_level;
 };

@@ -50,9 +50,21 @@ void gw_sub_add(struct gw_worker *w, struct gw_conn *c, uint32_t idx, const char
 	unsigned f = c->fmt;
 	int r;
 
-	for (sub = c->subs; sub; sub = sub->next)
+	uint32_t held = 0;
+
+	for (sub = c->subs; sub; sub = sub->next, held++)
 		if (sub->ls->h.klen == n && !memcmp(sub->ls->name, s, n))
 			break;
+	if (!sub && held >= g->o->max_subs) {
+		if (reply) {
+			struct cm_packet *p = cm_reply_packet((enum cm_fmt)c->fmt, id, CM_ERR_TOO_LARGE,
+							      "too many subscriptions");
+			gw_conn_push(w, c, p);
+			cm_packet_unref(p);
+			GW_INC(w, msgs_out, 1);
+		}
+		return;
+	}
 	if (!sub) {
 		ls = lstream_get(w, s, n);
 		if (ls->n[f] == ls->cap[f]) {

@@ -45,6 +45,7 @@ Test(gw_opts, defaults_match_the_contract)
 	cr_assert_eq(o.handshake_ms, 10000);
 	cr_assert_eq(o.drain_ms, 10000);
 	cr_assert_eq(o.pub, GW_PUB_ALL);
+	cr_assert_eq(o.max_subs, 1000);
 	cr_assert(!o.standalone);
 	cr_assert_neq(strchr(o.id, ':'), NULL);
 	gw_opts_free(&o);
@@ -86,7 +87,7 @@ Test(gw_opts, parses_every_flag)
 		      "--max-message-bytes", "2KiB", "--max-queued-bytes", "1M", "--ping-interval",
 		      "500ms", "--idle-timeout", "2", "--handshake-timeout", "1.5s",
 		      "--drain-timeout", "0", "--client-publish", "chat:,news", "--cmd-rate", "5",
-		      "--cmd-burst", "9", "--recv-buffers", "64", "--recv-buffer-size", "8k",
+		      "--cmd-burst", "9", "--max-subscriptions", "4", "--recv-buffers", "64", "--recv-buffer-size", "8k",
 		      "--log-level", "debug", NULL);
 	cr_assert_eq(r, 0, "%s", err);
 	cr_assert_eq(o.listen_port, 1);
@@ -107,6 +108,7 @@ Test(gw_opts, parses_every_flag)
 	cr_assert_eq(o.npub_prefixes, 2);
 	cr_assert_eq(o.cmd_rate, 5);
 	cr_assert_eq(o.cmd_burst, 9);
+	cr_assert_eq(o.max_subs, 4);
 	cr_assert_eq(o.recv_buffers, 64);
 	cr_assert_eq(o.recv_buffer_size, 8192);
 	cr_assert_eq(o.log_level, CM_LOG_DEBUG);
