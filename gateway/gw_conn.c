@@ -486,6 +486,10 @@ static void http_input(struct gw_worker *w, struct gw_conn *c, uint8_t *p, size_
 	c->hs = cm_xrealloc(c->hs, c->hs_len + take + 1);
 	memcpy(c->hs + c->hs_len, p, take);
 	c->hs_len = (uint16_t)(c->hs_len + take);
+	/* the head ends with a line: no new line, nothing new to parse (a
+	 * request sent a byte at a time costs O(n), not O(n^2)) */
+	if (!memchr(p, '\n', take) && c->hs_len < CM_HTTP_MAX_HEAD)
+		return;
 	r = cm_http_parse_request(c->hs, c->hs_len, &req);
 	if (r == 0) {
 		if (c->hs_len >= CM_HTTP_MAX_HEAD)
