@@ -53,6 +53,7 @@ struct gw_hub {
 	struct cm_poll *sig;
 	int sigfd;
 	unsigned drained, quiesced;
+	struct ack *acks;
 	bool draining, stopping;
 };
 
@@ -376,11 +377,33 @@ static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
 	}
 }
 
+/* An interest add waiting for the router; listed so that the ones the
+ * link never answers (it was freed first) are freed too. */
 struct ack {
+	struct ack *prev, *next;
 	struct gw_hub *h;
 	size_t n;
 	char name[];
 };
+
+static void ack_unlink(struct gw_hub *h, struct ack *a)
+{
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		h->acks = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+}
+
+static void acks_free(struct gw_hub *h)
+{
+	while (h->acks) {
+		struct ack *a = h->acks;
+		h->acks = a->next;
+		free(a);
+	}
+}
 
 static void on_ack(void *arg, bool ok)
 {
@@ -388,6 +411,7 @@ static void on_ack(void *arg, bool ok)
 	struct gw_hub *h = a->h;
 	struct gw_ann *an = ann_find(&h->ann_s, a->name, a->n);
 
+	ack_unlink(h, a);
 	if (an && !an->live) {
 		if (ok) {
 			an->live = true;
@@ -443,6 +467,11 @@ static void reconcile(void *arg)
 		a->n = r->n;
 		memcpy(a->name, r->name, r->n);
 		a->name[r->n] = 0;
+		a->prev = NULL;
+		a->next = h->acks;
+		if (h->acks)
+			h->acks->prev = a;
+		h->acks = a;
 		ann_add(&h->ann_s, r->name, r->n);
 		gw_cluster_interest(h->cl, r->name, r->n, true, on_ack, a);
 	} else if (!want && an) {
@@ -570,6 +599,7 @@ static void begin_stop(struct gw_hub *h)
 	if (h->cl) {
 		gw_cluster_free(h->cl); /* goodbye to the router, best effort */
 		h->cl = NULL;
+		acks_free(h);
 	}
 	if (h->stats) {
 		cm_timer_stop(h->stats);
@@ -755,6 +785,7 @@ void gw_hub_fini(struct gw *g)
 		return;
 	if (h->cl)
 		gw_cluster_free(h->cl);
+	acks_free(h);
 	if (h->sigfd >= 0)
 		close(h->sigfd);
 	gw_htab_foreach(&h->ann_s, i, nd, nx) {
