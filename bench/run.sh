@@ -213,19 +213,19 @@ s_fanout() {
 	rates=$(cat "$WD"/fanout-*.json 2>/dev/null | jq -r '.steps[]?.rate' | sort -gu)
 	: >"$WD/latency.dat"
 	for r in $rates; do
-		local p50s=() p99s=() p999s=() ds=() losts=() oks=0 n=0 f
+		local p50s=() p99s=() p999s=() ds=() losts=() cpus=() oks=0 n=0 f
 		for f in "$WD"/fanout-*.json; do
-			vals=$(jq -r --argjson r "$r" '.steps[] | select(.rate == $r) | [.latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .deliveries_per_s, .lost, .ok] | @tsv' "$f" 2>/dev/null)
+			vals=$(jq -r --argjson r "$r" '.steps[] | select(.rate == $r) | [.latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .deliveries_per_s, .lost, .ok, .load_cpu_pct] | @tsv' "$f" 2>/dev/null)
 			[ -z "$vals" ] && continue
-			IFS=$'\t' read -r a b c d l ok <<<"$vals"
-			p50s+=("$a"); p99s+=("$b"); p999s+=("$c"); ds+=("$d"); losts+=("$l")
+			IFS=$'\t' read -r a b c d l ok cpu <<<"$vals"
+			p50s+=("$a"); p99s+=("$b"); p999s+=("$c"); ds+=("$d"); losts+=("$l"); cpus+=("$cpu")
 			n=$((n + 1))
 			[ "$ok" = true ] && oks=$((oks + 1))
 		done
 		[ $n -eq 0 ] && continue
 		fig "$sec" "$r msgs/s over $FAN_S streams of $per subscribers ($FAN_N clients)" \
 			"$(fmt "$(median "${ds[@]}")") deliveries/s" \
-			"p50 $(fmt "$(median "${p50s[@]}")" 2) / p99 $(fmt "$(median "${p99s[@]}")" 2) / p999 $(fmt "$(median "${p999s[@]}")" 2) ms; lost $(median "${losts[@]}"); passed $oks of $n runs"
+			"p50 $(fmt "$(median "${p50s[@]}")" 2) / p99 $(fmt "$(median "${p99s[@]}")" 2) / p999 $(fmt "$(median "${p999s[@]}")" 2) ms; lost $(median "${losts[@]}"); passed $oks of $n runs; herald-load used $(fmt "$(median "${cpus[@]}")")% of its core"
 		echo "$r $(median "${p50s[@]}") $(median "${p99s[@]}") $(median "${p999s[@]}")" >>"$WD/latency.dat"
 	done
 	if [ ${#BEST_RATES[@]} -gt 0 ]; then
@@ -345,10 +345,10 @@ s_local() {
 		return
 	fi
 	cluster_stop
-	jq -r '.steps[] | [.rate, .deliveries_per_s, .lost, .latency_ms.p99, .ok] | @tsv' "$WD/$name.json" |
-		while IFS=$'\t' read -r r d lost p99 ok; do
+	jq -r '.steps[] | [.rate, .deliveries_per_s, .lost, .latency_ms.p99, .ok, .load_cpu_pct] | @tsv' "$WD/$name.json" |
+		while IFS=$'\t' read -r r d lost p99 ok cpu; do
 			fig "$sec" "$r msgs/s to $LOC_N subscribers of one stream" "$(fmt "$d") deliveries/s" \
-				"lost $lost, p99 $(fmt "$p99" 1) ms$([ "$ok" = true ] || echo "; FAILED")"
+				"lost $lost, p99 $(fmt "$p99" 1) ms; herald-load used $(fmt "$cpu")% of its core$([ "$ok" = true ] || echo "; FAILED")"
 		done
 	best=$(jget "$name" '.best_ok_step.deliveries_per_s // empty')
 	if [ -n "$best" ]; then

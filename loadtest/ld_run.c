@@ -107,6 +107,38 @@ static double secs(struct ld_parent *P)
 	return (double)(ld_now_ns() - P->t0) / 1e9;
 }
 
+/* CPU ticks (user + system) a process used so far, 0 when unreadable. */
+static uint64_t proc_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* after "pid (comm) ": state is field 3, utime 14, stime 15 */
+	if (!(p = strrchr(buf, ')')))
+		return 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return 0;
+	return ut + st;
+}
+
+/* CPU ticks of the whole load generator: the parent and its live workers. */
+static uint64_t load_ticks(struct ld_parent *P)
+{
+	uint64_t t = proc_ticks(getpid());
+	for (unsigned i = 0; i < P->o->workers; i++)
+		if (P->alive[i])
+			t += proc_ticks(P->pids[i]);
+	return t;
+}
+
 /* Reaps workers that exited on their own. */
 static void reap(struct ld_parent *P)
 {
@@ -284,6 +316,7 @@ struct ld_step_out {
 	uint64_t published, receivers;
 	uint64_t clients, expected, received, dups, gaps, late, misrouted;
 	double max_behind_ms;
+	double load_cpu_pct;       /* herald-load's own CPU during the step, % of one core */
 	bool ok, done;
 };
 
@@ -316,6 +349,7 @@ static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
 	cJSON_AddNumberToObject(j, "published", (double)so->published);
 	cJSON_AddNumberToObject(j, "publish_rate", so->publish_rate);
 	cJSON_AddNumberToObject(j, "publish_max_behind_ms", so->max_behind_ms);
+	cJSON_AddNumberToObject(j, "load_cpu_pct", so->load_cpu_pct);
 	cJSON_AddNumberToObject(j, "redis_receivers", (double)so->receivers);
 	cJSON_AddNumberToObject(j, "clients", (double)so->clients);
 	cJSON_AddNumberToObject(j, "expected", (double)so->expected);
@@ -496,10 +530,17 @@ int ld_run(const struct ld_opts *o)
 				snprintf(name, sizeof(name), "step%u", k);
 				P->phase_name = name;
 				P->cur_rate = o->rates[k];
+				uint64_t ticks0 = load_ticks(P);
 				P->sh.ctl->step_start_ns[k] = ld_now_ns();
 				ret = ld_pub_step(pub, o, k, o->rates[k], o->duration, pubk, progress, P,
 						  &stop_flag, &pr);
 				P->sh.ctl->step_end_ns[k] = ld_now_ns();
+				{
+					double wall = (double)(P->sh.ctl->step_end_ns[k] - P->sh.ctl->step_start_ns[k]) / 1e9;
+					long hz = sysconf(_SC_CLK_TCK);
+					so[k].load_cpu_pct = wall > 0 && hz > 0 ?
+						100.0 * (double)(load_ticks(P) - ticks0) / (double)hz / wall : 0;
+				}
 				P->cur_rate = 0;
 				so[k].rate = o->rates[k];
 				so[k].seconds = pr.seconds;
@@ -539,7 +580,7 @@ int ld_run(const struct ld_opts *o)
 				so[k].done = true;
 				if (!o->quiet)
 					fprintf(stderr,
-						"step %u: %.0f msgs/s -> %llu/%llu delivered, lost %llu, dups %llu, p50 %.2f p99 %.2f p999 %.2f ms%s\n",
+						"step %u: %.0f msgs/s -> %llu/%llu delivered, lost %llu, dups %llu, p50 %.2f p99 %.2f p999 %.2f ms, load cpu %.0f%%%s\n",
 						k, so[k].rate, (unsigned long long)so[k].received,
 						(unsigned long long)so[k].expected,
 						(unsigned long long)(so[k].expected > so[k].received ?
@@ -548,7 +589,7 @@ int ld_run(const struct ld_opts *o)
 						(double)ld_hist_quantile(lat, 0.5) / 1000,
 						(double)ld_hist_quantile(lat, 0.99) / 1000,
 						(double)ld_hist_quantile(lat, 0.999) / 1000,
-						so[k].ok ? "" : "  (FAILED)");
+						so[k].load_cpu_pct, so[k].ok ? "" : "  (FAILED)");
 				if (o->until_fail && !so[k].ok)
 					break;
 			}

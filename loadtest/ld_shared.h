@@ -16,7 +16,8 @@
 /* Why a connection failed or ended (the JSON "errors" object). */
 enum ld_err {
 	LD_E_REFUSED,    /* connect: ECONNREFUSED */
-	LD_E_TIMEOUT,    /* connect or handshake not done within --connect-timeout */
+	LD_E_TIMEOUT,    /* TCP connect not done within --connect-timeout */
+	LD_E_HS_TIMEOUT, /* connected, but TLS + upgrade not done within --connect-timeout */
 	LD_E_ADDR,       /* socket/bind/connect: no descriptor, address or port left */
 	LD_E_TLS,        /* TLS handshake failed */
 	LD_E_HTTP,       /* upgrade answered with a status other than 101, or bad head */
@@ -30,7 +31,7 @@ enum ld_err {
 };
 
 static const char *const ld_err_names[LD_E_MAX] = {
-	"refused", "timeout", "address", "tls", "http_status", "handshake_eof",
+	"refused", "timeout", "handshake_timeout", "address", "tls", "http_status", "handshake_eof",
 	"ws_close", "server_eof", "reset", "protocol", "other",
 };
 

@@ -834,7 +834,7 @@ static void sweep_deadlines(struct ld_worker *w)
 		struct ld_conn *c = &w->conns[i];
 		if ((c->state == LD_C_CONNECTING || c->state == LD_C_TLS || c->state == LD_C_HTTP) &&
 		    now > c->deadline_ms)
-			conn_close(w, c, LD_E_TIMEOUT);
+			conn_close(w, c, c->state == LD_C_CONNECTING ? LD_E_TIMEOUT : LD_E_HS_TIMEOUT);
 	}
 }
 
