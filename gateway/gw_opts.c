@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@ static const char usage[] =
 	"                             listener is given)\n"
 	"  --tls-listen HOST:PORT     wss listener (needs --cert and --key)\n"
 	"  --cert FILE, --key FILE    PEM certificate chain and key (ECDSA or RSA)\n"
-	"  --threads N                worker threads (default: number of cores)\n"
+	"  --threads N                worker threads (default: the cores it may run on)\n"
 	"  --id ID                    gateway id (default hostname:pid)\n"
 	"  --redis HOST:PORT|none     Redis (default 127.0.0.1:6379); none = standalone\n"
 	"  --redis-prefix P           channel prefix (default herald)\n"
@@ -248,9 +249,13 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	const char *secret_file = NULL;
 	char host[200];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t cpus;
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	/* the cores this process may run on (a cpuset or taskset counts) */
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 0)
+		ncpu = CPU_COUNT(&cpus);
 	o->threads = ncpu > 0 ? (unsigned)(ncpu > GW_MAX_THREADS ? GW_MAX_THREADS : ncpu) : 1;
 	if (gethostname(host, sizeof(host) - 1) < 0)
 		strcpy(host, "gateway");
