@@ -264,3 +264,46 @@ Test(gateway_http, token_expiry_closes_with_1008)
 	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_connections_closed_total", "token_expired"), 1);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
+
+Test(gateway_http, oversized_heads_are_refused)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){ 0 });
+	/* 100 headers, and a 10 KB header: both beyond the parser's limits */
+	size_t cap = 64 * 1024, n = 0;
+	char *req = malloc(cap);
+	n += (size_t)snprintf(req + n, cap - n, "GET /ws?user=a HTTP/1.1\r\nHost: x\r\n");
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(req + n, cap - n, "X-H%d: v\r\n", i);
+	n += (size_t)snprintf(req + n, cap - n, "\r\n");
+	int st = th_http_raw(gw.port, req, n, NULL);
+	cr_assert(st == 400 || st == 431, "100 headers: %d", st);
+	n = (size_t)snprintf(req, cap, "GET /ws?user=a HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	memset(req + n, 'b', 10000);
+	n += 10000;
+	n += (size_t)snprintf(req + n, cap - n, "\r\n\r\n");
+	st = th_http_raw(gw.port, req, n, NULL);
+	cr_assert(st == 400 || st == 431, "10 KB head: %d", st);
+	free(req);
+	cr_assert_eq(upgrade_status(&gw, "/ws?user=a"), 101);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+Test(gateway_http, two_gateways_share_a_port)
+{
+	struct th_gw a, b;
+	th_gw_start(&a, &(struct th_gw_opts){ .id = "gw-a" });
+	th_gw_start(&b, &(struct th_gw_opts){ .id = "gw-b", .port = a.port });
+	cr_assert_eq(b.port, a.port);
+	struct th_ws *c[24];
+	for (int i = 0; i < 24; i++)
+		c[i] = th_ws_open(a.port, "/ws?user=share");
+	double ca = 0, cb = 0;
+	cr_assert(TH_WAIT((ca = ccu(&a), cb = ccu(&b), ca + cb == 24), 5000), "ccu %g + %g", ca, cb);
+	cr_assert(ca > 0 && cb > 0, "SO_REUSEPORT: all 24 connections on one gateway (%g/%g)", ca,
+		  cb);
+	for (int i = 0; i < 24; i++)
+		th_ws_free(c[i]);
+	cr_assert_eq(th_gw_stop(&a, 10000), 0);
+	cr_assert_eq(th_gw_stop(&b, 10000), 0);
+}

@@ -342,11 +342,39 @@ Test(gateway_proto, close_codes)
 	cr_assert_eq(close_code_after(ws), 1009, "fragments adding up over the limit");
 	th_ws_free(ws);
 
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	char p126[126];
+	memset(p126, 'p', sizeof(p126));
+	th_ws_send_frame(ws, CM_WS_PING, true, p126, sizeof(p126));
+	cr_assert_eq(close_code_after(ws), 1002, "126-byte ping");
+	th_ws_free(ws);
+
+	/* a 5-byte text frame with a 16-bit length: not minimal */
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	const uint8_t nonmin[] = { 0x81, 0xfe, 0x00, 0x05, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ' };
+	th_ws_send_raw(ws, nonmin, sizeof(nonmin));
+	cr_assert_eq(close_code_after(ws), 1002, "non-minimal length");
+	th_ws_free(ws);
+
+	/* close frames the RFC forbids: 1-byte payload, reserved code, bad UTF-8 reason */
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	th_ws_send_frame(ws, CM_WS_CLOSE, true, "\x03", 1);
+	cr_assert_eq(close_code_after(ws), 1002, "1-byte close payload");
+	th_ws_free(ws);
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	th_ws_send_frame(ws, CM_WS_CLOSE, true, "\x03\xed", 2); /* 1005 must not be sent */
+	cr_assert_eq(close_code_after(ws), 1002, "close code 1005 on the wire");
+	th_ws_free(ws);
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	th_ws_send_frame(ws, CM_WS_CLOSE, true, "\x03\xe8\xff", 3);
+	cr_assert_eq(close_code_after(ws), 1007, "close reason not UTF-8");
+	th_ws_free(ws);
+
 	/* each of those was counted under its reason */
 	static const struct {
 		const char *reason;
 		double n;
-	} want[] = { { "\"protocol_error\"", 5 }, { "\"invalid_utf8\"", 2 },
+	} want[] = { { "\"protocol_error\"", 9 }, { "\"invalid_utf8\"", 3 },
 		     { "\"unsupported_data\"", 1 }, { "\"too_big\"", 2 } };
 	for (size_t i = 0; i < CM_ARRAY_LEN(want); i++)
 		cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections_closed_total",
@@ -533,6 +561,36 @@ Test(gateway_proto, command_rate_limit_answers_429)
 	}
 	cr_assert(ok >= 3 && limited >= 1, "%d ok, %d limited with a burst of 3", ok, limited);
 	cr_assert(th_gw_metric(&gw, "herald_gateway_rate_limited_total", NULL) == limited);
+	th_ws_free(ws);
+	stop();
+}
+
+Test(gateway_proto, frame_in_the_same_segment_as_the_upgrade)
+{
+	start(NULL, NULL, NULL, NULL);
+	/* the request and a masked subscribe in one write */
+	const char *req = "GET /ws?user=eager HTTP/1.1\r\n"
+			  "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			  "Sec-WebSocket-Version: 13\r\n\r\n";
+	const char *cmd = "{\"id\":9,\"subscribe\":{\"stream\":\"eager\"}}";
+	uint8_t buf[1024];
+	size_t rl = strlen(req), cl = strlen(cmd);
+	memcpy(buf, req, rl);
+	buf[rl] = 0x81;
+	buf[rl + 1] = (uint8_t)(0x80 | cl);
+	const uint8_t mask[4] = { 0x11, 0x22, 0x33, 0x44 };
+	memcpy(buf + rl + 2, mask, 4);
+	for (size_t i = 0; i < cl; i++)
+		buf[rl + 6 + i] = (uint8_t)cmd[i] ^ mask[i & 3];
+	struct th_ws_opts o = { .port = gw.port };
+	struct th_ws *ws = th_ws_dial(&o);
+	cr_assert_eq(th_ws_send_raw(ws, buf, rl + 6 + cl), 0);
+	cr_assert_eq(th_ws_read_http(ws, 5000), 101);
+	struct cm_smsg r;
+	cr_assert_eq(th_ws_wait_reply(ws, 9, &r, 5000), 0,
+		     "the frame sent with the upgrade was lost");
+	cm_smsg_release(&r);
 	th_ws_free(ws);
 	stop();
 }

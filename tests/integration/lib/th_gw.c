@@ -12,7 +12,7 @@ void th_gw_start(struct th_gw *gw, const struct th_gw_opts *o)
 	char *argv[TH_MAX_ARGS + 1];
 	int n = 0;
 	memset(gw, 0, sizeof(*gw));
-	gw->port = th_free_port();
+	gw->port = o->port ? o->port : th_free_port();
 	gw->admin_port = th_free_port();
 	argv[n++] = (char *)th_bin("herald-gateway");
 	argv[n++] = "--listen";

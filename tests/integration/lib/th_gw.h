@@ -18,6 +18,7 @@ struct th_gw_opts {
 	const char *tls_cert_kind; /* NULL: no TLS listener; "ec" or "rsa" */
 	int threads;               /* default 2 */
 	const char *id;            /* --id */
+	int port;                  /* plain listener port (0: a free one) */
 	const char *extra[24];     /* more flags, NULL-terminated */
 };
 
