@@ -232,3 +232,112 @@ Test(gateway_tls, openssl_s_client_tls12_rsa)
 	s_client(&gw, "-tls1_2");
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
+
+#define NTLS 300
+
+Test(gateway_tls, hundreds_of_tls_clients_full_and_resumed)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){
+				 .tls_cert_kind = "ec",
+				 .extra = { "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
+	static struct th_ws *c[NTLS];
+	SSL_SESSION *sess = NULL;
+	int reused = 0;
+	for (int i = 0; i < NTLS; i++) {
+		/* every other client offers the session of the first */
+		c[i] = tls_open(&gw, i % 3 == 0 ? TLS1_2_VERSION : 0, i % 2 ? sess : NULL,
+				i % 4 == 3 ? "/ws?user=t&format=protobuf" : "/ws?user=t");
+		reused += c[i]->session_reused;
+		cr_assert_eq(th_ws_subscribe(c[i], i % 2 ? "tls.odd" : "tls.even"), 0);
+		if (!sess && i == 0) /* TLS 1.2 session: available right after the handshake */
+			sess = th_ws_take_session(c[0]);
+	}
+	cr_assert(sess);
+	cr_assert(reused > 0, "no session resumed among %d offers", NTLS / 2);
+	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+	char payload[64];
+	for (int m = 1; m <= 5; m++) {
+		snprintf(payload, sizeof(payload), "even-%d", m);
+		cr_assert_eq(th_ws_publish(pub, "tls.even", payload, strlen(payload)), 0);
+		snprintf(payload, sizeof(payload), "odd-%d", m);
+		cr_assert_eq(th_ws_publish(pub, "tls.odd", payload, strlen(payload)), 0);
+	}
+	for (int i = 0; i < NTLS; i++)
+		for (int m = 1; m <= 5; m++) {
+			struct cm_smsg msg;
+			cr_assert_eq(th_ws_next_push(c[i], &msg, 10000), 1, "client %d push %d", i, m);
+			snprintf(payload, sizeof(payload), "%s-%d", i % 2 ? "odd" : "even", m);
+			cr_assert_eq(msg.offset, (uint64_t)m);
+			cr_assert_eq(msg.data_len, strlen(payload));
+			cr_assert(memcmp(msg.data, payload, msg.data_len) == 0);
+			cm_smsg_release(&msg);
+		}
+	cr_assert(TH_WAIT(handshakes(&gw, "resumed") == reused, 5000), "resumed %g, clients saw %d",
+		  handshakes(&gw, "resumed"), reused);
+	cr_assert(TH_WAIT(handshakes(&gw, "full") == NTLS - reused, 5000), "full %g, want %d",
+		  handshakes(&gw, "full"), NTLS - reused);
+	SSL_SESSION_free(sess);
+	for (int i = 0; i < NTLS; i++)
+		th_ws_free(c[i]);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+Test(gateway_tls, tls_slow_consumer_is_closed_and_others_keep_receiving)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){
+				 .tls_cert_kind = "ec",
+				 .extra = { "--max-queued-bytes", "262144", "--cmd-rate", "100000",
+					    "--cmd-burst", "100000", NULL } });
+	struct th_ws_opts so = { .port = gw.tls_port, .target = "/ws?user=slow", .tls = true,
+				 .rcvbuf = 4096 };
+	struct th_ws *slow = th_ws_connect(&so);
+	cr_assert(slow && slow->upgraded);
+	cr_assert_eq(th_ws_subscribe(slow, "flood"), 0);
+	struct th_ws *fast = tls_open(&gw, 0, NULL, "/ws?user=fast&streams=flood");
+	cr_assert_eq(th_ws_subscribe(fast, "sync"), 0);
+	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+	const size_t size = 32 * 1024;
+	char *big = malloc(size);
+	for (int i = 0; i < 300; i++) {
+		memset(big, 'a' + i % 26, size);
+		cr_assert_eq(th_ws_publish(pub, "flood", big, size), 0);
+		struct cm_smsg m;
+		cr_assert_eq(th_ws_next_push(fast, &m, 10000), 1, "fast TLS subscriber: push %d", i);
+		cr_assert_eq(m.offset, (uint64_t)i + 1);
+		cr_assert(m.data_len == size && memcmp(m.data, big, size) == 0);
+		cm_smsg_release(&m);
+	}
+	free(big);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_slow_consumer_closes_total", NULL) == 1,
+			  10000),
+		  "TLS slow consumer not closed");
+	th_ws_free(slow);
+	th_ws_free(fast);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+Test(gateway_tls, handshake_timeout_on_the_tls_port)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){ .tls_cert_kind = "ec",
+					       .extra = { "--handshake-timeout", "300ms", NULL } });
+	/* TCP only, no ClientHello */
+	struct th_ws_opts o = { .port = gw.tls_port };
+	struct th_ws *ws = th_ws_dial(&o);
+	cr_assert(ws);
+	cr_assert(th_ws_wait_eof(ws, 10000), "silent TLS connection outlived the handshake timeout");
+	th_ws_free(ws);
+	/* TLS done, but no HTTP request */
+	struct th_ws_opts t = { .port = gw.tls_port, .tls = true };
+	ws = th_ws_dial(&t);
+	cr_assert(ws);
+	cr_assert(th_ws_wait_eof(ws, 10000), "TLS connection without a request was kept");
+	th_ws_free(ws);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections_closed_total",
+				       "handshake_timeout") == 2, 5000));
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
