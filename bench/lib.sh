@@ -98,8 +98,8 @@ tcp_mem_bytes() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print 
 
 # ---------- the cluster ----------
 
-# cluster_start G PIN TLS: Redis, the router and G gateways. PIN is a
-# taskset CPU list for all of them ("" for none). Sets REDIS_PORT, WS_PORT,
+# cluster_start G PIN: Redis, the router and G gateways. PIN is a taskset
+# CPU list for all of them ("" for none); GW_EXTRA adds gateway flags. Sets REDIS_PORT, WS_PORT,
 # WSS_PORT, GW_PIDS, ROUTER_PID, REDIS_PID. Returns non-zero (logged) when
 # a piece does not come up.
 cluster_start() {
@@ -132,7 +132,7 @@ cluster_start() {
 			--listen "127.0.0.1:$WS_PORT" --tls-listen "127.0.0.1:$WSS_PORT" \
 			--cert "$WD/certs/cert.pem" --key "$WD/certs/key.pem" \
 			--redis "127.0.0.1:$REDIS_PORT" --auth none --admin "127.0.0.1:$adm" \
-			--max-conns 19500 --log-level warn
+			--max-conns 19500 --log-level warn ${GW_EXTRA:-}
 		GW_PIDS+=("$LAST_PID")
 		GW_ADMINS+=("$adm")
 	done

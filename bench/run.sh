@@ -52,6 +52,7 @@ if [ "$MODE" = full ]; then
 	HALF_RUNS=3 HALF_DUR=8
 	HS_N=6000 HS_RUNS=3
 	LOC_N=10000 LOC_RATES=5,10,20,40,60,80,100,150 LOC_DUR=3
+	SLOW_N=2000 SLOW_RATE=1000 SLOW_DUR=8
 	REL_S=2000 REL_RATES=2000,5000,10000,20000,30000,40000,60000 REL_DUR=3
 	OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 else
@@ -61,6 +62,7 @@ else
 	HALF_RUNS=1 HALF_DUR=2
 	HS_N=500 HS_RUNS=1
 	LOC_N=1000 LOC_RATES=10,50 LOC_DUR=2
+	SLOW_N=1000 SLOW_RATE=500 SLOW_DUR=4
 	REL_S=200 REL_RATES=500,1000 REL_DUR=2
 	OUT=${BENCH_OUT:-$B/bench-quick/benchmarks.md}
 fi
@@ -83,7 +85,7 @@ echo "$MODE" >"$WD/mode"
 s_connections() {
 	local sec="Connections" name=conn rss0 rss1 mem0 mem1 slab0 slab1 n pid
 	log "== $CONN_N wss clients over $CONN_GW gateways, then broadcast to all"
-	if ! cluster_start "$CONN_GW" "" yes; then
+	if ! cluster_start "$CONN_GW" ""; then
 		failed "$sec" "$CONN_N concurrent wss clients" "cluster did not start"
 		cluster_stop
 		return
@@ -143,7 +145,7 @@ s_memory() {
 			name="mem-$tls-$n"
 			if [ "$tls" = tls ]; then flags=(--tls); label="wss"; else flags=(); label="ws"; fi
 			log "== memory: $n idle $label connections on one gateway"
-			if ! cluster_start 1 "" yes; then
+			if ! cluster_start 1 ""; then
 				failed "$sec" "$n idle $label" "cluster did not start"
 				cluster_stop
 				continue
@@ -191,7 +193,7 @@ s_fanout() {
 	for run in $(seq 1 "$FAN_RUNS"); do
 		name="fanout-$run"
 		log "== fan-out run $run: $FAN_N clients over $FAN_S streams, rates $FAN_RATES"
-		if ! cluster_start 1 "$PIN_SRV" no; then
+		if ! cluster_start 1 "$PIN_SRV"; then
 			failed "$sec" "run $run" "cluster did not start"
 			cluster_stop
 			continue
@@ -252,7 +254,7 @@ s_half() {
 	for run in $(seq 1 "$HALF_RUNS"); do
 		name="half-$run"
 		log "== latency run $run at $half msgs/s"
-		if ! cluster_start 1 "$PIN_SRV" no; then
+		if ! cluster_start 1 "$PIN_SRV"; then
 			failed "$sec" "run $run at $half msgs/s" "cluster did not start"
 			cluster_stop
 			continue
@@ -282,7 +284,7 @@ s_handshakes() {
 	local tck
 	tck=$(getconf CLK_TCK)
 	log "== TLS handshakes/s, $HS_N per run, full then resumed"
-	if ! cluster_start 1 "$PIN_SRV" yes; then
+	if ! cluster_start 1 "$PIN_SRV"; then
 		failed "$sec" "handshakes/s" "cluster did not start"
 		cluster_stop
 		return
@@ -327,11 +329,36 @@ s_handshakes() {
 }
 
 # ---------------------------------------------------------------------------
+# 5b. Slow consumers: a share of the clients never read; the gateway must cut
+#     them (queue limit) while everyone else keeps getting everything.
+s_slow() {
+	local sec="Slow consumers" name=slow
+	log "== slow consumers: 10% of $SLOW_N clients never read"
+	if ! GW_EXTRA="--max-queued-bytes 65536" cluster_start 1 "$PIN_SRV"; then
+		failed "$sec" "10% of $SLOW_N clients never read" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	if ! load "$name" 200 "$PIN_LOAD" --scenario slow --slow-pct 10 --target "127.0.0.1:$WS_PORT" \
+		--clients "$SLOW_N" --streams $((SLOW_N / 100)) --workers 1 --rate 10000 \
+		--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$SLOW_RATE" \
+		--payload 1024 --duration "$SLOW_DUR" --drain 2; then
+		failed "$sec" "10% of $SLOW_N clients never read" "$LOAD_ERR"
+		cluster_stop
+		return
+	fi
+	cluster_stop
+	fig "$sec" "$(jget $name .slow.clients) of $SLOW_N clients never read, $SLOW_RATE msgs/s of 1 KiB over $((SLOW_N / 100)) streams (gateway --max-queued-bytes 64 KiB)" \
+		"$(jget $name .slow.cut_by_server) cut by the gateway" \
+		"the $(jget $name '.steps[0].clients') reading clients: lost $(jget $name '.steps[0].lost') of $(jget $name '.steps[0].expected'), p99 $(fmt "$(jget $name '.steps[0].latency_ms.p99')" 1) ms; close codes seen $(jq -c .close_codes "$WD/$name.json")$([ "$(jget $name .slow.cut_by_server)" = 0 ] && echo "; none was cut within ${SLOW_DUR} s: the kernel send buffer (autotuned up to tcp_wmem max, ~4 MB) absorbs a non-reader before the gateway's own queue grows")"
+}
+
+# ---------------------------------------------------------------------------
 # 6. Local fan-out: LOC_N subscribers of one stream on one gateway.
 s_local() {
 	local sec="Local fan-out" name=local best
 	log "== local fan-out: $LOC_N subscribers of one stream, rates $LOC_RATES"
-	if ! cluster_start 1 "$PIN_SRV" no; then
+	if ! cluster_start 1 "$PIN_SRV"; then
 		failed "$sec" "$LOC_N subscribers of one stream" "cluster did not start"
 		cluster_stop
 		return
@@ -364,7 +391,7 @@ s_local() {
 s_relay() {
 	local sec="Router relay" name=relay
 	log "== router relay: $REL_S streams of one subscriber, rates $REL_RATES"
-	if ! cluster_start 1 "$PIN_SRV" no; then
+	if ! cluster_start 1 "$PIN_SRV"; then
 		failed "$sec" "relay throughput" "cluster did not start"
 		cluster_stop
 		return
@@ -394,7 +421,7 @@ s_relay() {
 }
 
 # BENCH_ONLY="fanout half" runs a subset (development); the default is all.
-for s in ${BENCH_ONLY:-connections memory fanout half handshakes local relay}; do
+for s in ${BENCH_ONLY:-connections memory fanout half handshakes slow local relay}; do
 	"s_$s"
 done
 
