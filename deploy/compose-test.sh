@@ -118,7 +118,7 @@ t=$(date +%s)
   BUILDAH_FORMAT=docker timeout 1200 podman build -q -f deploy/Dockerfile -t "$image" .; } \
 	>/tmp/herald-compose-build.log 2>&1 ||
 	{ tail -n 30 /tmp/herald-compose-build.log >&2; fail "image build failed (log: /tmp/herald-compose-build.log)"; }
-podman image prune -f >/dev/null 2>&1 || true
+podman image prune -f --filter label=dev.herald.image >/dev/null 2>&1 || true   # only ours
 say "image built in $(( $(date +%s) - t )) s"
 for b in herald-gateway herald-router; do
 	podman run --rm --no-healthcheck --entrypoint /bin/sh "$image" -c "test -x /usr/local/bin/$b" ||
