@@ -27,6 +27,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define JS_MAX_DEPTH 64
 
@@ -57,6 +60,47 @@ static inline bool word_special(uint64_t w)
 	uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
 	uint64_t zq = (q - ONES) & ~q, zb = (b - ONES) & ~b;
 	return ((lt | zq | zb) & HIGHS) != 0;
+}
+
+/* Bytes a byte takes inside a JSON string. */
+static const uint8_t esc_len[256] = {
+	[0x00 ... 0x07] = 6, ['\b'] = 2, ['\t'] = 2, ['\n'] = 2, [0x0b] = 6, ['\f'] = 2,
+	['\r'] = 2, [0x0e ... 0x1f] = 6, [0x20 ... 0x21] = 1, ['"'] = 2, [0x23 ... 0x5b] = 1,
+	['\\'] = 2, [0x5d ... 0xff] = 1,
+};
+
+#ifdef __SSE2__
+/* Bit i set when p[i] needs escaping, over 16 bytes. */
+static inline unsigned special16(__m128i x)
+{
+	const __m128i c1f = _mm_set1_epi8(0x1f), cq = _mm_set1_epi8('"'), cb = _mm_set1_epi8('\\');
+	__m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(x, c1f), x);
+	__m128i qb = _mm_or_si128(_mm_cmpeq_epi8(x, cq), _mm_cmpeq_epi8(x, cb));
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, qb));
+}
+#endif
+
+/* The first byte in [p, end) that needs escaping, or end. */
+static inline const uint8_t *special_skip(const uint8_t *p, const uint8_t *end)
+{
+#ifdef __SSE2__
+	while (end - p >= 16) {
+		unsigned mask = special16(_mm_loadu_si128((const __m128i *)(const void *)p));
+		if (mask)
+			return p + __builtin_ctz(mask);
+		p += 16;
+	}
+#endif
+	while (end - p >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		if (word_special(w))
+			break;
+		p += 8;
+	}
+	while (p < end && esc_len[*p] == 1)
+		p++;
+	return p;
 }
 
 
@@ -116,14 +160,7 @@ static int js_string(struct js *j, struct jval *v)
 	v->esc = false;
 	v->s = p;
 	for (;;) {
-		/* skip 8 plain bytes at a time (word_special: '"', '\\', < 0x20) */
-		while (end - p >= 8) {
-			uint64_t w;
-			memcpy(&w, p, 8);
-			if (word_special(w))
-				break;
-			p += 8;
-		}
+		p = special_skip(p, end);
 		if (p >= end)
 			return -1;
 		uint8_t c = *p;
@@ -696,12 +733,6 @@ void cm_cmd_release(struct cm_cmd *cmd)
 
 /* ---------------------------------------------------------- JSON writing */
 
-/* Bytes a byte takes inside a JSON string. */
-static const uint8_t esc_len[256] = {
-	[0x00 ... 0x07] = 6, ['\b'] = 2, ['\t'] = 2, ['\n'] = 2, [0x0b] = 6, ['\f'] = 2,
-	['\r'] = 2, [0x0e ... 0x1f] = 6, [0x20 ... 0x21] = 1, ['"'] = 2, [0x23 ... 0x5b] = 1,
-	['\\'] = 2, [0x5d ... 0xff] = 1,
-};
 
 /* Length of s[0..n) escaped as the inside of a JSON string. */
 static size_t json_str_len(const uint8_t *s, size_t n)
@@ -728,16 +759,7 @@ static uint8_t *json_str_write(uint8_t *o, const uint8_t *s, size_t n)
 	size_t i = 0;
 
 	while (i < n) {
-		size_t j = i;
-		while (j + 8 <= n) {
-			uint64_t w;
-			memcpy(&w, s + j, 8);
-			if (word_special(w))
-				break;
-			j += 8;
-		}
-		while (j < n && esc_len[s[j]] == 1)
-			j++;
+		size_t j = (size_t)(special_skip(s + i, s + n) - s);
 		memcpy(o, s + i, j - i);
 		o += j - i;
 		if (j == n)
@@ -797,10 +819,45 @@ struct json_data {
 
 static struct json_data json_data_measure(const uint8_t *d, size_t n)
 {
-	struct json_data jd;
+	struct json_data jd = { false, 0 };
+	uint32_t st = CM_UTF8_ACCEPT;
+	size_t extra = 0, i = 0;
 
-	jd.b64 = !cm_utf8_valid(d, n);
-	jd.len = jd.b64 ? cm_b64_enc_len(n) : json_str_len(d, n);
+	/* One scan for both questions: is it UTF-8, and how long is it escaped.
+	 * A word of ASCII from a character boundary cannot change the UTF-8
+	 * state, so only words with high bytes (or after one) go to the DFA. */
+#ifdef __SSE2__
+	for (; i + 16 <= n; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+		if (_mm_movemask_epi8(x) || st != CM_UTF8_ACCEPT) {
+			st = cm_utf8_step(st, d + i, 16);
+			if (st == CM_UTF8_REJECT)
+				break;
+		}
+		for (unsigned mask = special16(x); mask; mask &= mask - 1)
+			extra += esc_len[d[i + (unsigned)__builtin_ctz(mask)]] - 1u;
+	}
+#endif
+	for (; st != CM_UTF8_REJECT && i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, d + i, 8);
+		if ((w & HIGHS) || st != CM_UTF8_ACCEPT) {
+			st = cm_utf8_step(st, d + i, 8);
+			if (st == CM_UTF8_REJECT)
+				break;
+		}
+		if (CM_LIKELY(!word_special(w)))
+			continue;
+		for (size_t k = 0; k < 8; k++)
+			extra += esc_len[d[i + k]] - 1u;
+	}
+	if (st != CM_UTF8_REJECT && i < n) {
+		st = cm_utf8_step(st, d + i, n - i);
+		for (; i < n; i++)
+			extra += esc_len[d[i]] - 1u;
+	}
+	jd.b64 = st != CM_UTF8_ACCEPT;
+	jd.len = jd.b64 ? cm_b64_enc_len(n) : n + extra;
 	return jd;
 }
 
