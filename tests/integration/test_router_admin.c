@@ -182,3 +182,31 @@ Test(router_admin, stale_ccu_fields_of_vanished_gateways_are_removed)
 	th_router_start(&router, redis->port, extra);
 	cr_assert(TH_WAIT(!th_redis_hget_ll(redis->port, "herald:ccu", "ghost", &v), 5000));
 }
+
+Test(router_admin, a_custom_prefix_is_used_for_every_key_and_channel)
+{
+	const char *extra[] = { "--redis-prefix", "acme", NULL };
+	struct th_gw_opts o = { .threads = 1, .id = "pfx-0", .extra = { "--redis-prefix", "acme", NULL } };
+	struct th_ws *c;
+	struct cm_smsg m;
+	long long v;
+
+	redis = th_redis_start();
+	th_router_start(&router, redis->port, extra);
+	o.redis_port = redis->port;
+	th_gw_start(&gws[0], &o);
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000));
+	c = th_ws_open(gws[0].port, "/ws?user=a");
+	cr_assert_eq(th_ws_subscribe(c, "s"), 0);
+	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:s", "wrong prefix", 12), 0);
+	cr_assert_eq(th_redis_publish(redis->port, "acme:stream:s", "right", 5), 1);
+	cr_assert_eq(th_ws_next_push(c, &m, 5000), 1);
+	cr_assert_str_eq(m.stream, "s");
+	cr_assert(m.data_len == 5 && !memcmp(m.data, "right", 5));
+	cr_assert_eq(m.offset, 1);
+	cm_smsg_release(&m);
+	cr_assert(TH_WAIT(th_redis_hget_ll(redis->port, "acme:ccu", "pfx-0", &v) && v == 1, 3000));
+	cr_assert(TH_WAIT(th_redis_hget_ll(redis->port, "acme:offsets", "s", &v) && v == 1, 3000));
+	cr_assert_not(th_redis_hget_ll(redis->port, "herald:ccu", "pfx-0", &v));
+	th_ws_free(c);
+}
