@@ -215,6 +215,7 @@ struct gw {
 	struct cm_admin *admin;
 	atomic_bool draining;
 	atomic_bool stopping;
+	atomic_bool cluster_up;    /* worker 0's view of the link, every 500 ms */
 	atomic_long open;          /* open WebSocket connections (ccu) */
 	atomic_long conns;         /* every accepted connection still held */
 	atomic_ulong anon;

@@ -582,6 +582,10 @@ static void command(struct gw_worker *w, struct gw_conn *c, const uint8_t *data,
 			reply(w, c, cmd.id, CM_ERR_FORBIDDEN, "publishing to this stream is not allowed");
 			break;
 		}
+		if (!w->gw->o->standalone && !atomic_load(&w->gw->cluster_up)) {
+			reply(w, c, cmd.id, CM_ERR_INTERNAL, "cluster link down");
+			break;
+		}
 		gw_publish(w, cmd.stream, cmd.stream_len, cmd.data, cmd.data_len);
 		reply(w, c, cmd.id, 0, NULL);
 		break;

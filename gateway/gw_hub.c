@@ -681,10 +681,14 @@ void gw_hub_signal(struct gw *g)
 static void stats_tick(void *arg)
 {
 	struct gw_hub *h = arg;
+	struct gw_cluster_stats st;
 
-	if (h->cl)
-		gw_cluster_set_stats(h->cl, (uint64_t)atomic_load(&h->g->open),
-				     gw_streams_count(h->g->streams));
+	if (!h->cl)
+		return;
+	gw_cluster_set_stats(h->cl, (uint64_t)atomic_load(&h->g->open),
+			     gw_streams_count(h->g->streams));
+	gw_cluster_get_stats(h->cl, &st);
+	atomic_store(&h->g->cluster_up, st.redis_up);
 }
 
 bool gw_hub_ready(struct gw *g)
@@ -699,6 +703,7 @@ bool gw_hub_ready(struct gw *g)
 	if (!h->cl)
 		return false;
 	gw_cluster_get_stats(h->cl, &st);
+	atomic_store(&g->cluster_up, st.redis_up);
 	return st.redis_up;
 }
 
