@@ -48,12 +48,12 @@ SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,12
 if [ "$MODE" = full ]; then
 	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=4000 BC_RATES=1,2,4,8 BC_DUR=4
 	MEM_SIZES="10000 19000"
-	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,1000,1500,2000,2500,3000,4000,5000 FAN_RUNS=3 FAN_DUR=4
+	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,600,700,800,900,1000,1200,1500,2000,2500,3000 FAN_RUNS=3 FAN_DUR=4
 	HALF_RUNS=3 HALF_DUR=8
 	HS_N=6000 HS_RUNS=3
-	LOC_N=10000 LOC_RATES=5,10,20,40,60,80,100,150 LOC_DUR=3
+	LOC_N=10000 LOC_RATES=2,5,10,20,40,60,80,100,150 LOC_DUR=3
 	SLOW_N=2000 SLOW_RATE=1000 SLOW_DUR=8
-	REL_S=2000 REL_RATES=2000,5000,10000,20000,30000,40000,60000 REL_DUR=3
+	REL_S=2000 REL_RATES=5000,10000,20000,40000,60000,80000,100000,150000 REL_DUR=3
 	OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 else
 	CONN_N=2000 CONN_GW=2 CONN_W=2 CONN_RATE=2000 BC_RATES=1,5 BC_DUR=2
@@ -101,7 +101,7 @@ s_connections() {
 		--target "127.0.0.1:$WSS_PORT" --clients "$CONN_N" --workers "$CONN_W" \
 		--rate "$CONN_RATE" --max-pending 2000 --source-ips "$SRC_IPS" \
 		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$BC_RATES" --duration "$BC_DUR" \
-		--drain 3 --until-fail --connect-timeout 20 --ramp-timeout $((CONN_N / CONN_RATE * 5 + 30)) \
+		--drain 3 --until-fail --max-p99-ms 5000 --connect-timeout 20 --ramp-timeout $((CONN_N / CONN_RATE * 5 + 30)) \
 		--ready-file "$WD/$name.ready" &
 	pid=$!
 	wait_until $((CONN_N / CONN_RATE * 5 + 60)) test -e "$WD/$name.ready"
@@ -131,7 +131,7 @@ s_connections() {
 		"$WD/$name.json" | while IFS=$'\t' read -r r want d lost p50 p99 p999 ok; do
 		fig "Broadcast" "$r msgs/s on one stream to all $n wss clients" \
 			"$(fmt "$d") deliveries/s" \
-			"lost $lost; latency p50 $(fmt "$p50" 1) / p99 $(fmt "$p99" 1) / p999 $(fmt "$p999" 1) ms$([ "$ok" = true ] || echo "; FAILED the zero-loss, p99 < 100 ms test")"
+			"lost $lost; latency p50 $(fmt "$p50" 1) / p99 $(fmt "$p99" 1) / p999 $(fmt "$p999" 1) ms$([ "$ok" = true ] || echo "; FAILED the zero-loss, p99 < 5 s test")"
 	done
 	cluster_stop
 }
@@ -366,7 +366,7 @@ s_local() {
 	if ! load "$name" 300 "$PIN_LOAD" --scenario broadcast --target "127.0.0.1:$WS_PORT" \
 		--clients "$LOC_N" --workers 1 --rate 10000 --source-ips "$SRC_IPS" \
 		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$LOC_RATES" --duration "$LOC_DUR" --drain 2 \
-		--until-fail; then
+		--until-fail --max-p99-ms 1000; then
 		failed "$sec" "$LOC_N subscribers of one stream" "$LOAD_ERR"
 		cluster_stop
 		return
@@ -379,7 +379,7 @@ s_local() {
 		done
 	best=$(jget "$name" '.best_ok_step.deliveries_per_s // empty')
 	if [ -n "$best" ]; then
-		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers (one gateway thread on one core)" \
+		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers, p99 < 1 s (one gateway thread on one core)" \
 			"$(fmt "$best")/s" "at $(jget "$name" .best_ok_step.rate) msgs/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
 	else
 		failed "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers" "no rate passed"

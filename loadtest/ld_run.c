@@ -184,9 +184,9 @@ static void progress(void *arg)
 	double dt, rps, p99;
 	char errs[512];
 
-	reap(P);
 	if (now - P->last_progress_ns < 1000000000ULL)
 		return;
+	reap(P);
 	dt = (double)(now - P->last_progress_ns) / 1e9;
 	P->last_progress_ns = now;
 	sum_workers(P, &s);
