@@ -39,7 +39,6 @@ typedef struct ssl_ctx_st SSL_CTX;
 enum {
 	GW_K_CONN = CM_K_USER,
 	GW_K_ACCEPT,          /* payload: listener (0 plain, 1 tls) */
-	GW_K_BUFREG,
 };
 
 enum { GW_OP_RECV = 1, GW_OP_SEND = 2 };
@@ -274,6 +273,7 @@ void gw_hub_post_reconcile(struct gw_worker *from, bool is_user, const char *nam
 void gw_hub_post_publish(struct gw_worker *from, const char *s, size_t n, const uint8_t *d,
 			 size_t len);
 void gw_hub_post_drained(struct gw_worker *from);
+/* Starts the drain as SIGTERM does (a second call stops at once). */
 void gw_hub_signal(struct gw *g);
 
 /* ---- gw_tls.c ---- */
@@ -284,7 +284,6 @@ SSL *gw_tls_new(SSL_CTX *ctx, struct gw_conn *c);
 /* Current input for the BIO read callback (one connection at a time per
  * thread). */
 void gw_tls_set_input(const uint8_t *p, size_t n);
-size_t gw_tls_input_left(void);
 
 /* ---- gw_metrics.c ---- */
 void gw_admin_routes(struct gw *g, struct cm_admin *a);

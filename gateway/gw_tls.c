@@ -36,11 +36,6 @@ void gw_tls_set_input(const uint8_t *p, size_t n)
 	in_n = n;
 }
 
-size_t gw_tls_input_left(void)
-{
-	return in_n;
-}
-
 static int bio_read(BIO *b, char *out, int len)
 {
 	size_t n;
