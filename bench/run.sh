@@ -323,7 +323,7 @@ s_handshakes() {
 		"$(fmt "$(median "${res[@]}")")/s" "median of ${#res[@]}: $(printf '%.0f ' "${res[@]}")"
 	[ ${#ratios[@]} -gt 0 ] && fig "$sec" "resumed / full (same run)" "$(median "${ratios[@]}")x" "per run: ${ratios[*]}"
 	[ ${#cpuf[@]} -gt 0 ] && fig "$sec" "gateway CPU per full handshake + upgrade (its capacity on one core)" \
-		"$(median "${cpuf[@]}") us" "$(awk -v u="$(median "${cpuf[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') handshakes/s per core; per run: ${cpuf[*]} us (the achieved rate above is bounded by the client side: herald-load verifies every server signature)"
+		"$(median "${cpuf[@]}") us" "$(awk -v u="$(median "${cpuf[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') handshakes/s per core; per run: ${cpuf[*]} us (the achieved rate above is bounded by the client side, which also verifies the server signature)"
 	[ ${#cpur[@]} -gt 0 ] && fig "$sec" "gateway CPU per resumed handshake + upgrade" \
 		"$(median "${cpur[@]}") us" "$(awk -v u="$(median "${cpur[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') handshakes/s per core; per run: ${cpur[*]} us"
 }
