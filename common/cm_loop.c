@@ -2,6 +2,8 @@
 #include "cm_log.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <liburing.h>
 #include <poll.h>
 #include <string.h>
@@ -13,11 +15,6 @@ struct cm_hook {
 	void *arg;
 };
 
-struct cm_msg {
-	cm_fn fn;
-	void *arg;
-	struct cm_loop *to;
-};
 
 /* Timers and watchers the kernel may still hold are listed on their loop so
  * that cm_loop_free() can release them. */
@@ -72,6 +69,11 @@ struct cm_loop {
 	struct cm_hook *deferred;
 	unsigned ndeferred, capdeferred;
 	struct cm_link live; /* timers and poll watchers */
+	/* Posts from other loops, in order; a MSG_RING is only the doorbell. */
+	pthread_mutex_t inbox_mu;
+	struct cm_hook *inbox, *spare;
+	unsigned ninbox, capinbox, capspare;
+	atomic_bool bell;   /* a doorbell is on its way (or being answered) */
 };
 
 static void timer_free(struct cm_timer *t)
@@ -101,27 +103,49 @@ uint64_t cm_wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static void ring_bell(struct cm_loop *from, struct cm_loop *to)
+{
+	struct io_uring_sqe *sqe = cm_loop_sqe(from);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, cm_ud(CM_K_MSG, 0), 0);
+	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_MSGSENT, to));
+}
+
+/* The doorbell rang: run everything posted so far, in posting order. The
+ * bell is re-armed before the inbox is taken, so a post that finds it armed
+ * is sure to be in this batch or to ring again. */
 static void on_msg(void *ctx, struct io_uring_cqe *cqe)
 {
-	struct cm_msg *m = cm_ud_to_ptr(cqe->user_data);
-	(void)ctx;
-	m->fn(m->arg);
-	free(m);
+	struct cm_loop *loop = ctx;
+	struct cm_hook *v;
+	unsigned n, cap;
+	(void)cqe;
+
+	atomic_store(&loop->bell, false);
+	pthread_mutex_lock(&loop->inbox_mu);
+	v = loop->inbox;
+	n = loop->ninbox;
+	cap = loop->capinbox;
+	loop->inbox = loop->spare;
+	loop->capinbox = loop->capspare;
+	loop->ninbox = 0;
+	pthread_mutex_unlock(&loop->inbox_mu);
+	for (unsigned i = 0; i < n; i++)
+		v[i].fn(v[i].arg);
+	loop->spare = v;
+	loop->capspare = cap;
 }
 
 static void on_msgsent(void *ctx, struct io_uring_cqe *cqe)
 {
 	struct cm_loop *loop = ctx;
-	struct cm_msg *m = cm_ud_to_ptr(cqe->user_data);
-	struct io_uring_sqe *sqe;
+	struct cm_loop *to = cm_ud_to_ptr(cqe->user_data);
 
 	if (cqe->res >= 0)
 		return;
-	/* The target's completion queue was full (or busy): send again. */
-	cm_warn("MSG_RING failed (%s); retrying", strerror(-cqe->res));
-	sqe = cm_loop_sqe(loop);
-	io_uring_prep_msg_ring(sqe, m->to->ring.ring_fd, 0, cm_ud_ptr(CM_K_MSG, m), 0);
-	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_MSGSENT, m));
+	/* The target's completion queue was full (or busy): ring again. The
+	 * messages wait in its inbox, so their order is kept. */
+	cm_warn("MSG_RING failed (%s); ringing again", strerror(-cqe->res));
+	ring_bell(loop, to);
 }
 
 static void timer_arm(struct cm_timer *t)
@@ -220,6 +244,8 @@ struct cm_loop *cm_loop_new(unsigned entries)
 	}
 	loop->now = cm_now_ms();
 	loop->live.next = loop->live.prev = &loop->live;
+	pthread_mutex_init(&loop->inbox_mu, NULL);
+	atomic_init(&loop->bell, false);
 	cm_loop_set_kind(loop, CM_K_MSG, on_msg, loop);
 	cm_loop_set_kind(loop, CM_K_MSGSENT, on_msgsent, loop);
 	cm_loop_set_kind(loop, CM_K_TIMER, on_timer, loop);
@@ -239,6 +265,9 @@ void cm_loop_free(struct cm_loop *loop)
 	}
 	free(loop->turn);
 	free(loop->deferred);
+	free(loop->inbox);
+	free(loop->spare);
+	pthread_mutex_destroy(&loop->inbox_mu);
 	free(loop);
 }
 
@@ -290,15 +319,18 @@ void cm_loop_defer(struct cm_loop *loop, cm_fn fn, void *arg)
 
 void cm_loop_post(struct cm_loop *from, struct cm_loop *to, cm_fn fn, void *arg)
 {
-	struct cm_msg *m = cm_xmalloc(sizeof(*m));
-	struct io_uring_sqe *sqe;
-
-	m->fn = fn;
-	m->arg = arg;
-	m->to = to;
-	sqe = cm_loop_sqe(from);
-	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, cm_ud_ptr(CM_K_MSG, m), 0);
-	io_uring_sqe_set_data64(sqe, cm_ud_ptr(CM_K_MSGSENT, m));
+	pthread_mutex_lock(&to->inbox_mu);
+	if (to->ninbox == to->capinbox) {
+		to->capinbox = to->capinbox ? to->capinbox * 2 : 64;
+		to->inbox = cm_xrealloc(to->inbox, to->capinbox * sizeof(*to->inbox));
+	}
+	to->inbox[to->ninbox].fn = fn;
+	to->inbox[to->ninbox].arg = arg;
+	to->ninbox++;
+	pthread_mutex_unlock(&to->inbox_mu);
+	/* One doorbell for any number of posts until the target answers it. */
+	if (!atomic_exchange(&to->bell, true))
+		ring_bell(from, to);
 }
 
 struct cm_timer *cm_timer_start(struct cm_loop *loop, uint64_t ms, bool repeat,

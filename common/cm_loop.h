@@ -82,7 +82,10 @@ uint64_t cm_now_ms(void);
 uint64_t cm_wall_ms(void);
 
 /* Sends fn(arg) to run on loop `to`, from loop `from` (the caller's own).
- * The call is submitted with from's next submit. `to` may equal `from`. */
+ * Posts to one loop run in the order they were made, from whatever thread.
+ * They wait in the target's inbox (a short per-target lock); one MSG_RING
+ * submitted with from's next submit rings its doorbell for any number of
+ * them. `to` may equal `from`. */
 void cm_loop_post(struct cm_loop *from, struct cm_loop *to, cm_fn fn, void *arg);
 
 /* Timers: fn(arg) after ms milliseconds; again every ms if repeat. A stopped

@@ -185,3 +185,97 @@ Test(cm_loop, post_delivers_to_the_other_thread_in_order)
 	cm_loop_free(x.a);
 	cm_loop_free(x.b);
 }
+
+/* Several sender threads, each with its own loop, post to one loop: every
+ * message arrives, and each sender's messages arrive in its order. */
+#define NSEND 3
+#define NPER 5000
+
+struct fan {
+	struct cm_loop *target;
+	struct cm_loop *senders[NSEND];
+	int last[NSEND];
+	int received;
+	bool ordered;
+};
+
+struct fmsg {
+	struct fan *f;
+	int sender, seq;
+};
+
+static void on_fmsg(void *arg)
+{
+	struct fmsg *m = arg;
+	struct fan *f = m->f;
+	if (m->seq != f->last[m->sender] + 1)
+		f->ordered = false;
+	f->last[m->sender] = m->seq;
+	if (++f->received == NSEND * NPER)
+		cm_loop_stop(f->target);
+	free(m);
+}
+
+struct sender {
+	struct fan *f;
+	int id;
+};
+
+static void send_burst(void *arg)
+{
+	struct sender *s = arg;
+	/* In bursts across several turns, so doorbells race with answers. */
+	static __thread int sent;
+	for (int i = 0; i < 500 && sent < NPER; i++) {
+		struct fmsg *m = malloc(sizeof(*m));
+		m->f = s->f;
+		m->sender = s->id;
+		m->seq = ++sent;
+		cm_loop_post(s->f->senders[s->id], s->f->target, on_fmsg, m);
+	}
+	if (sent < NPER)
+		cm_timer_start(s->f->senders[s->id], 1, false, send_burst, s);
+	else
+		cm_loop_stop(s->f->senders[s->id]);
+}
+
+static void *run_sender(void *arg)
+{
+	struct sender *s = arg;
+	cm_timer_start(s->f->senders[s->id], 1, false, send_burst, s);
+	cm_loop_run(s->f->senders[s->id]);
+	return NULL;
+}
+
+static void *run_target(void *arg)
+{
+	struct fan *f = arg;
+	cm_loop_run(f->target);
+	return NULL;
+}
+
+Test(cm_loop, posts_from_many_threads_keep_each_senders_order)
+{
+	struct fan f = { .ordered = true };
+	struct sender s[NSEND];
+	pthread_t th[NSEND], tt;
+
+	f.target = cm_loop_new(64);
+	cm_timer_start(f.target, 20000, false, wake, NULL);
+	for (int i = 0; i < NSEND; i++)
+		f.senders[i] = cm_loop_new(64);
+	cr_assert_eq(pthread_create(&tt, NULL, run_target, &f), 0);
+	for (int i = 0; i < NSEND; i++) {
+		s[i].f = &f;
+		s[i].id = i;
+		cr_assert_eq(pthread_create(&th[i], NULL, run_sender, &s[i]), 0);
+	}
+	for (int i = 0; i < NSEND; i++)
+		pthread_join(th[i], NULL);
+	pthread_join(tt, NULL);
+	cr_assert_eq(f.received, NSEND * NPER);
+	cr_assert(f.ordered);
+	for (int i = 0; i < NSEND; i++)
+		cm_loop_free(f.senders[i]);
+	cm_loop_free(f.target);
+}
