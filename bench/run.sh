@@ -55,6 +55,7 @@ if [ "$MODE" = full ]; then
 	SLOW_N=2000 SLOW_RATE=1000 SLOW_DUR=8
 	REL_S=2000 REL_RATES=5000,10000,20000,30000,40000,50000,60000,70000,80000,100000 REL_DUR=3
 	OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
+	[ "$NOFILE" -ge 16000 ] || log "warning: descriptor limit $NOFILE; the full suite needs 20000 (ulimit -Hn)"
 else
 	CONN_N=2000 CONN_GW=2 CONN_W=2 CONN_RATE=2000 BC_RATES=1,5 BC_DUR=2
 	MEM_SIZES="1000"
@@ -65,6 +66,11 @@ else
 	SLOW_N=1000 SLOW_RATE=500 SLOW_DUR=4
 	REL_S=200 REL_RATES=500,1000 REL_DUR=2
 	OUT=${BENCH_OUT:-$B/bench-quick/benchmarks.md}
+	if [ "$NOFILE" -lt 2600 ]; then
+		# every process must stay under the descriptor limit
+		log "descriptor limit $NOFILE: quick sizes shrink to fit"
+		CONN_N=400 MEM_SIZES="400" FAN_N=800 FAN_S=8 HS_N=200 LOC_N=400 REL_S=100 SLOW_N=400
+	fi
 fi
 mkdir -p "$(dirname "$OUT")"
 PLOTS=$(dirname "$OUT")/bench
@@ -237,7 +243,7 @@ s_fanout() {
 			"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s; $(awk -v b="$best" 'BEGIN{printf "%.2fx the 1000 msgs/s target, %.2fx Nchan/Socket.IO (300), %.2fx uWebSockets (400) as the issue measured them", b/1000, b/300, b/400}')"
 		BEST_RATE=$best
 	else
-		failed "$sec" "highest zero-loss rate with p99 < 100 ms" "no rate passed (lowest tried: ${FAN_RATES%%,*} msgs/s)"
+		fig "$sec" "highest zero-loss rate with p99 < 100 ms" "none" "no rate passed (lowest tried: ${FAN_RATES%%,*} msgs/s)"
 		BEST_RATE=
 	fi
 }
@@ -247,7 +253,7 @@ s_fanout() {
 s_half() {
 	local sec="Latency" run name half p50s=() p99s=() p999s=()
 	if [ -z "${BEST_RATE:-}" ]; then
-		failed "$sec" "latency at half the highest zero-loss rate" "no zero-loss rate was found"
+		fig "$sec" "latency at half the highest zero-loss rate" "skipped" "no zero-loss rate was found"
 		return
 	fi
 	half=$(awk -v b="$BEST_RATE" 'BEGIN{h = int(b / 2); if (h < 1) h = 1; print h}')
@@ -382,7 +388,7 @@ s_local() {
 		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers, p99 < 1 s (one gateway thread on one core)" \
 			"$(fmt "$best")/s" "at $(jget "$name" .best_ok_step.rate) msgs/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
 	else
-		failed "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers" "no rate passed"
+		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers" "none" "no rate passed"
 	fi
 }
 
@@ -416,7 +422,7 @@ s_relay() {
 			"$(fmt "$(jget "$name" .best_ok_step.publish_rate)") publishes/s" \
 			"$(fmt "$(jget "$name" .best_ok_step.deliveries_per_s)") deliveries/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
 	else
-		failed "$sec" "highest zero-loss relay rate" "no rate passed"
+		fig "$sec" "highest zero-loss relay rate" "none" "no rate passed"
 	fi
 }
 
@@ -434,5 +440,12 @@ log "report: $OUT (raw results in $WD)"
 total=$(wc -l <"$WD/figures.tsv")
 bad=$(awk -F'\t' '$3 == "FAILED"' "$WD/figures.tsv" | wc -l)
 log "$total figures, $bad failed"
-[ "$total" -gt "$bad" ] || exit 1
+# A FAILED row is a scenario that could not run (a process did not start,
+# herald-load failed); rates that were not sustained are results, not
+# failures. The quick smoke test fails on any FAILED row.
+if [ "$MODE" = quick ]; then
+	[ "$bad" -eq 0 ] || exit 1
+else
+	[ "$total" -gt "$bad" ] || exit 1
+fi
 exit 0
