@@ -52,6 +52,7 @@ struct ld_step {
 	uint64_t clients;          /* eligible: open, reading, subscribed before the step */
 	uint64_t expected;         /* messages those clients should have received */
 	uint64_t received;         /* unique messages of the step they received by the count */
+	uint64_t all_received;     /* unique messages of the step received by any client */
 	uint64_t dups;
 	uint64_t gaps;             /* seq jumps seen (each jump counts its missing messages) */
 	uint64_t late;             /* arrived after the step was counted */

@@ -224,6 +224,11 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
 	}
 	if (c->fd >= 0) {
+		/* An operation prepared this turn names the descriptor, not the
+		 * file: let the kernel take its file before the number can be
+		 * reused by the next socket we open. */
+		if (c->inflight)
+			io_uring_submit(w->ring);
 		shutdown(c->fd, SHUT_RDWR);
 		close(c->fd);
 		c->fd = -1;
@@ -303,8 +308,9 @@ static int conn_write(struct ld_worker *w, struct ld_conn *c, const void *p, siz
 	return 0;
 }
 
-/* A masked client frame. */
-static void ws_send(struct ld_worker *w, struct ld_conn *c, uint8_t opcode, const uint8_t *p, size_t n)
+/* A masked client frame. Returns 0, or -1 when TLS refused it (the caller
+ * closes: this may run inside the frame reader). */
+static int ws_send(struct ld_worker *w, struct ld_conn *c, uint8_t opcode, const uint8_t *p, size_t n)
 {
 	uint8_t frame[CM_WS_MAX_HEADER + 125];
 	uint32_t m = (uint32_t)rnd_next(w);
@@ -316,8 +322,7 @@ static void ws_send(struct ld_worker *w, struct ld_conn *c, uint8_t opcode, cons
 	h = cm_ws_write_header(frame, opcode, true, n, mask);
 	memcpy(frame + h, p, n);
 	cm_ws_mask(frame + h, n, mask, 0);
-	if (conn_write(w, c, frame, h + n) < 0)
-		conn_close(w, c, LD_E_PROTOCOL);
+	return conn_write(w, c, frame, h + n);
 }
 
 static void on_send(void *ctx, struct io_uring_cqe *cqe)
@@ -390,6 +395,7 @@ static void count_payload(struct ld_worker *w, struct ld_conn *c, const uint8_t 
 	if (c->last_seq && pl.seq > c->last_seq + 1)
 		s->gaps += pl.seq - c->last_seq - 1;
 	c->last_seq = pl.seq;
+	s->all_received++;
 	if ((int)pl.step <= w->snap_done) {
 		s->late++;
 		return;
@@ -434,9 +440,10 @@ static int on_frame(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
 	}
 	case CM_WS_PING:
 		st->pings++;
-		ws_send(w, c, CM_WS_PONG, data, len);
-		if (c->state == LD_C_DEAD)
+		if (ws_send(w, c, CM_WS_PONG, data, len) < 0) {
+			c->want_close = LD_E_PROTOCOL;
 			return CM_WS_CLOSE_NORMAL;
+		}
 		break;
 	case CM_WS_CLOSE: {
 		uint16_t code = CM_WS_CLOSE_NO_STATUS;
