@@ -144,6 +144,7 @@ s_connections() {
 
 # ---------------------------------------------------------------------------
 # 2. Memory per idle connection on one gateway: plain and TLS, two sizes.
+declare -A MEM_PER
 s_memory() {
 	local sec="Memory per idle connection" tls n name rss0 rss1 mem0 mem1 slab0 slab1 pid opened flags label
 	for tls in plain tls; do
@@ -177,6 +178,7 @@ s_memory() {
 				failed "$sec" "$n idle $label connections" "$LOAD_ERR"
 			else
 				opened=$(jget "$name" .connect.peak_open)
+				MEM_PER["$tls-$n"]=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.0f", (b-a)*1024/n}')
 				fig "$sec" "gateway RSS per idle $label connection, $opened held" \
 					"$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.0f B", (b-a)*1024/n}')" \
 					"VmRSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB; errors $(jget "$name" .errors.total)"
@@ -186,6 +188,13 @@ s_memory() {
 			fi
 			cluster_stop
 		done
+	done
+	for n in $MEM_SIZES; do
+		if [ -n "${MEM_PER[plain-$n]:-}" ] && [ -n "${MEM_PER[tls-$n]:-}" ] && [ "${MEM_PER[plain-$n]}" -gt 0 ]; then
+			fig "$sec" "wss / ws gateway memory per idle connection at $n (same suite run)" \
+				"$(awk -v a="${MEM_PER[tls-$n]}" -v b="${MEM_PER[plain-$n]}" 'BEGIN{printf "%.1fx", a/b}')" \
+				"${MEM_PER[tls-$n]} B vs ${MEM_PER[plain-$n]} B: the TLS session state of an idle connection"
+		fi
 	done
 }
 
