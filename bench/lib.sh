@@ -219,6 +219,9 @@ fig() {
 
 failed() { fig "$1" "$2" "FAILED" "$3"; }
 
+# headline TEXT: one line of the summary above the table.
+headline() { printf '%s\n' "$1" >>"$WD/headlines.txt"; }
+
 # median of the arguments (numbers); "-" when none.
 median() {
 	[ $# -eq 0 ] && { echo -; return; }

@@ -95,6 +95,12 @@ fi
 	printf '%s\n%s\n\n' "$header" "$MARK"
 	echo "## Results ($mode run of $(date -u '+%Y-%m-%d %H:%M UTC'), ${elapsed} s)"
 	echo
+	if [ -s "$WD/headlines.txt" ]; then
+		echo "Headline figures:"
+		echo
+		sed 's/^/- /' "$WD/headlines.txt"
+		echo
+	fi
 	echo "| Machine | |"
 	echo "|---|---|"
 	echo "| cores (nproc) | $(nproc) |"

@@ -125,6 +125,7 @@ s_connections() {
 	fig "$sec" "concurrent wss clients held ($CONN_GW gateways, 1 thread each)" "$n of $CONN_N" \
 		"TLS 1.3, $(jget $name .connect.tls_resumed) resumed sessions; ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s; handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
 	if [ -e "$WD/$name.ready" ] && [ "${n:-0}" -gt 0 ]; then
+		headline "$n of $CONN_N concurrent wss clients held by $CONN_GW gateways, $(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "%.1f KiB", (b-a)/n}') of gateway memory per connection"
 		fig "$sec" "gateway memory per wss connection at $n" \
 			"$(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)*1024/n}')" \
 			"VmRSS summed over the gateways: $((rss0 / 1024)) MiB idle -> $((rss1 / 1024)) MiB held"
@@ -133,6 +134,9 @@ s_connections() {
 			"Slab of /proc/meminfo (machine-wide); TCP buffer memory from /proc/net/sockstat: $(awk -v a="$mem0" -v b="$mem1" -v n="$n" 'BEGIN{printf "%.0f B", (b-a)/n}') per connection"
 	fi
 	jq -r '.timeline[] | "\(.t) \(.open)"' "$WD/$name.json" >"$WD/ccu.dat"
+	if [ "$(jget $name '.best_ok_step.rate // empty')" != "" ]; then
+		headline "broadcast to all $n wss clients: $(jget $name .best_ok_step.rate) msgs/s ($(fmt "$(jget $name .best_ok_step.deliveries_per_s)") deliveries/s) with zero loss, p99 $(fmt "$(jget $name .best_ok_step.p99_ms)") ms"
+	fi
 	jq -r --arg n "$n" '.steps[] | [.rate, .rate * ($n|tonumber), .deliveries_per_s, .lost, .latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .ok] | @tsv' \
 		"$WD/$name.json" | while IFS=$'\t' read -r r want d lost p50 p99 p999 ok; do
 		fig "Broadcast" "$r msgs/s on one stream to all $n wss clients" \
@@ -191,6 +195,7 @@ s_memory() {
 	done
 	for n in $MEM_SIZES; do
 		if [ -n "${MEM_PER[plain-$n]:-}" ] && [ -n "${MEM_PER[tls-$n]:-}" ] && [ "${MEM_PER[plain-$n]}" -gt 0 ]; then
+			headline "idle connection on one gateway at $n: ${MEM_PER[plain-$n]} B (ws), ${MEM_PER[tls-$n]} B (wss) of gateway memory"
 			fig "$sec" "wss / ws gateway memory per idle connection at $n (same suite run)" \
 				"$(awk -v a="${MEM_PER[tls-$n]}" -v b="${MEM_PER[plain-$n]}" 'BEGIN{printf "%.1fx", a/b}')" \
 				"${MEM_PER[tls-$n]} B vs ${MEM_PER[plain-$n]} B: the TLS session state of an idle connection"
@@ -251,6 +256,7 @@ s_fanout() {
 			"$(fmt "$best") msgs/s" \
 			"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s; $(awk -v b="$best" 'BEGIN{printf "%.2fx the 1000 msgs/s target, %.2fx Nchan/Socket.IO (300), %.2fx uWebSockets (400) as the issue measured them", b/1000, b/300, b/400}')"
 		BEST_RATE=$best
+		headline "fan-out, $FAN_N clients over $FAN_S streams, pinned: $(fmt "$best") msgs/s ($(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s) with zero loss and p99 < 100 ms (median of ${#BEST_RATES[@]}; target 1000)"
 	else
 		fig "$sec" "highest zero-loss rate with p99 < 100 ms" "none" "no rate passed (lowest tried: ${FAN_RATES%%,*} msgs/s)"
 		BEST_RATE=
@@ -287,6 +293,7 @@ s_half() {
 		cluster_stop
 	done
 	[ ${#p99s[@]} -eq 0 ] && return
+	headline "publish -> client at $half msgs/s (half the highest zero-loss rate): p50 $(fmt "$(median "${p50s[@]}")" 2) ms, p99 $(fmt "$(median "${p99s[@]}")" 2) ms, p999 $(fmt "$(median "${p999s[@]}")" 2) ms (target p99 < 5 ms)"
 	fig "$sec" "publish -> client at $half msgs/s (half the highest zero-loss rate), median of ${#p99s[@]}" \
 		"p99 $(fmt "$(median "${p99s[@]}")" 2) ms" \
 		"p50 $(fmt "$(median "${p50s[@]}")" 2) ms, p999 $(fmt "$(median "${p999s[@]}")" 2) ms; p99 per run: ${p99s[*]}; target p99 < 5 ms"
@@ -337,6 +344,7 @@ s_handshakes() {
 	[ ${#res[@]} -gt 0 ] && fig "$sec" "resumed handshakes + upgrade per second" \
 		"$(fmt "$(median "${res[@]}")")/s" "median of ${#res[@]}: $(printf '%.0f ' "${res[@]}")"
 	[ ${#ratios[@]} -gt 0 ] && fig "$sec" "resumed / full (same run)" "$(median "${ratios[@]}")x" "per run: ${ratios[*]}"
+	[ ${#cpuf[@]} -gt 0 ] && [ ${#cpur[@]} -gt 0 ] && headline "TLS 1.3 handshake + upgrade: $(median "${cpuf[@]}") us of gateway CPU full, $(median "${cpur[@]}") us resumed ($(awk -v u="$(median "${cpuf[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') and $(awk -v u="$(median "${cpur[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') per second per core)"
 	[ ${#cpuf[@]} -gt 0 ] && fig "$sec" "gateway CPU per full handshake + upgrade (its capacity on one core)" \
 		"$(median "${cpuf[@]}") us" "$(awk -v u="$(median "${cpuf[@]}")" 'BEGIN{printf "%.0f", (u > 0 ? 1e6 / u : 0)}') handshakes/s per core; per run: ${cpuf[*]} us (the achieved rate above is bounded by the client side, which also verifies the server signature)"
 	[ ${#cpur[@]} -gt 0 ] && fig "$sec" "gateway CPU per resumed handshake + upgrade" \
@@ -394,6 +402,7 @@ s_local() {
 		done
 	best=$(jget "$name" '.best_ok_step.deliveries_per_s // empty')
 	if [ -n "$best" ]; then
+		headline "local fan-out to $LOC_N subscribers of one stream: $(fmt "$best") deliveries/s with zero loss (one gateway thread)"
 		fig "$sec" "highest zero-loss deliveries/s to $LOC_N subscribers, p99 < 1 s (one gateway thread on one core)" \
 			"$(fmt "$best")/s" "at $(jget "$name" .best_ok_step.rate) msgs/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
 	else
@@ -427,6 +436,7 @@ s_relay() {
 				"lost $lost, p99 $(fmt "$p99" 1) ms$([ "$reached" = true ] || echo "; the publisher could not offer the rate through Redis")$([ "$ok" = true ] || echo "; FAILED")"
 		done
 	if [ "$(jget "$name" '.best_ok_step.rate // empty')" != "" ]; then
+		headline "router relay: $(fmt "$(jget "$name" .best_ok_step.publish_rate)") publishes/s with zero loss and p99 < 100 ms (Redis, router and gateway sharing one core)"
 		fig "$sec" "highest zero-loss relay rate, p99 < 100 ms (Redis, router, gateway on one core)" \
 			"$(fmt "$(jget "$name" .best_ok_step.publish_rate)") publishes/s" \
 			"$(fmt "$(jget "$name" .best_ok_step.deliveries_per_s)") deliveries/s, p99 $(fmt "$(jget "$name" .best_ok_step.p99_ms)" 1) ms"
