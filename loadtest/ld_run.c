@@ -736,6 +736,14 @@ int ld_run(const struct ld_opts *o)
 	else
 		cJSON_AddNullToObject(root, "error");
 	ret = write_result(o, root) < 0 || fail_reason ? 1 : 0;
+	if (!o->quiet) {
+		char errs[512];
+		err_summary(&s, errs, sizeof(errs));
+		fprintf(stderr, "herald-load: %s: opened %llu of %llu (peak %llu open) in %.1f s, errors:%s%s%s\n",
+			ld_scenario_name(o->scenario), (unsigned long long)s.opened,
+			(unsigned long long)o->clients, (unsigned long long)P->peak_open, secs(P), errs,
+			o->out_path[0] ? "; result in " : "", o->out_path);
+	}
 
 	cJSON_Delete(root);
 	ld_pub_free(pub);
