@@ -11,6 +11,7 @@
  * Oracles (abort() on failure, besides ASan/UBSan):
  * - a frame the decoder drops is dropped whole: no delivery, ack, resync or
  *   batch end, and the router boot id is not taken from it;
+ * - a frame the decoder accepts has a version other than 0;
  * - a frame both the decoder and protobuf-c accept (validity is the
  *   decoder's: e.g. it takes versions as 64-bit, so 2^32 is not 0 for it)
  *   makes the link deliver exactly protobuf-c's deliveries in order, except
@@ -241,13 +242,17 @@ static bool ref_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 /* How many times the top level of p[0..n) carries field f (0 when the
- * frame does not scan). */
-static unsigned count_field(const uint8_t *p, size_t n, unsigned f)
+ * frame does not scan), and the last varint value it had (*last, 0 when
+ * none). */
+static unsigned count_field(const uint8_t *p, size_t n, unsigned f, uint64_t *last)
 {
 	const uint8_t *end = p + n;
 	unsigned count = 0;
-	uint64_t tag, v;
+	uint64_t tag, v, dummy;
 
+	if (!last)
+		last = &dummy;
+	*last = 0;
 	while (p < end) {
 		if (!ref_varint(&p, end, &tag))
 			return 0;
@@ -256,6 +261,8 @@ static unsigned count_field(const uint8_t *p, size_t n, unsigned f)
 		case 0:
 			if (!ref_varint(&p, end, &v))
 				return 0;
+			if ((tag >> 3) == f)
+				*last = v;
 			break;
 		case 1:
 		case 5:
@@ -389,7 +396,7 @@ static void compare(const Herald__Cluster__RouterMessage *m, const uint8_t *p, s
 	 * last one's scalars instead: the epoch is compared when there is one. */
 	if (got.resyncs != (m->resync_request ? 1u : 0u) ||
 	    (m->resync_request && got.resync_epoch != m->resync_request->epoch &&
-	     count_field(p, n, 5) == 1)) {
+	     count_field(p, n, 5, NULL) == 1)) {
 		hexdump_frame(p, n);
 		FAIL("%u resyncs (epoch %llu) for a resync request %s %llu", got.resyncs,
 		     (unsigned long long)got.resync_epoch, m->resync_request ? "of" : "absent",
@@ -465,7 +472,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	Herald__Cluster__RouterMessage *m;
 	bool ours;
-	uint64_t bad0, dl0;
+	uint64_t bad0, dl0, version;
 
 	if (!init) {
 		cm_log_init("fuzz_gw_frame", CM_LOG_ERROR);
@@ -500,6 +507,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * written with more than 5 bytes: nothing to compare then. */
 		if (!m)
 			continue;
+		/* version 0 is malformed (the decoder reads all 64 bits) */
+		count_field(data, size, 1, &version);
+		if (!version) {
+			hexdump_frame(data, size);
+			FAIL("accepted a frame without a version");
+		}
 		if (link_->router_boot != m->router_boot_id)
 			FAIL("router boot %llx, the frame says %llx",
 			     (unsigned long long)link_->router_boot,

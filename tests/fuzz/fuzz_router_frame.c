@@ -29,7 +29,11 @@
  * per (gateway, stream) only grow, and never exceed the offset last saved
  * with HSET <prefix>:offsets before the delivery left; a pub/sub publish
  * adds exactly one delivery per holder (all gateways for <prefix>:all) and
- * advances the stream's counter by one when it has holders. */
+ * advances the stream's counter by one when it has holders; a well-formed
+ * event is applied (interest and presence held or released, an add with a
+ * request id acknowledged, a bye unregisters, the names of a resync answer
+ * to the epoch asked for are held, and once it is done the gateway is up
+ * and holds nothing the answer did not confirm). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -674,6 +678,92 @@ static void op_all(struct in *in)
 		     (unsigned long long)(r->st.deliveries_out - dl0));
 }
 
+static bool holds(const struct rt_gw *gw, enum rt_kind kind, const ProtobufCBinaryData *name)
+{
+	struct rt_entry *e = rt_table_get(r->t, kind, (const char *)name->data, name->len);
+	return e && rt_entry_holder(e, gw->slot);
+}
+
+static bool name_ok(const ProtobufCBinaryData *name)
+{
+	return name->len >= 1 && name->len <= RT_NAME_MAX;
+}
+
+struct mark_chk {
+	const struct rt_gw *gw;
+	bool bad;
+};
+
+static void chk_mark(void *arg, struct rt_entry *e)
+{
+	struct mark_chk *c = arg;
+	struct rt_holder *h = rt_entry_holder(e, c->gw->slot);
+	if (h && h->mark != c->gw->mark)
+		c->bad = true;
+}
+
+/* What a well-formed event from gateway id must have done. */
+static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *id,
+			   bool answer_counts)
+{
+	struct rt_gw *gw = rt_gws_find(r->g, id, strlen(id));
+
+	if (!ev->version) {
+		return; /* dropped; nothing to say */
+	} else if (ev->body_case == HERALD__CLUSTER__GATEWAY_EVENT__BODY_BYE) {
+		if (gw)
+			FAIL("gateway %s still registered after its bye", id);
+		return;
+	} else if (!gw) {
+		FAIL("gateway %s not registered after an event", id);
+	} else if (gw->boot_id != ev->boot_id) {
+		FAIL("gateway %s boot id %llu, the event's %llu", id,
+		     (unsigned long long)gw->boot_id, (unsigned long long)ev->boot_id);
+	}
+	switch (ev->body_case) {
+	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_INTEREST: {
+		const Herald__Cluster__Interest *in = ev->interest;
+		if (!name_ok(&in->stream))
+			break;
+		if (holds(gw, RT_STREAM, &in->stream) != in->add)
+			FAIL("gateway %s: interest %s in %.*s not applied", id,
+			     in->add ? "add" : "remove", (int)in->stream.len, in->stream.data);
+		if (in->add && in->request_id &&
+		    (!gw->nacks || gw->acks[gw->nacks - 1] != in->request_id || !gw->queued))
+			FAIL("gateway %s: request %llu not acknowledged", id,
+			     (unsigned long long)in->request_id);
+		break;
+	}
+	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_USER:
+		if (name_ok(&ev->user->uid) && holds(gw, RT_USER, &ev->user->uid) != ev->user->online)
+			FAIL("gateway %s: user %.*s presence not applied", id,
+			     (int)ev->user->uid.len, ev->user->uid.data);
+		break;
+	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_RESYNC_ANSWER: {
+		const Herald__Cluster__ResyncAnswer *ra = ev->resync_answer;
+		struct mark_chk mc = { gw, false };
+		if (!answer_counts)
+			break;
+		for (size_t i = 0; i < ra->n_streams; i++)
+			if (name_ok(&ra->streams[i]) && !holds(gw, RT_STREAM, &ra->streams[i]))
+				FAIL("gateway %s: a stream its answer named is not held", id);
+		for (size_t i = 0; i < ra->n_users; i++)
+			if (name_ok(&ra->users[i]) && !holds(gw, RT_USER, &ra->users[i]))
+				FAIL("gateway %s: a user its answer named is not held", id);
+		if (!ra->done)
+			break;
+		/* done: whatever the answer did not confirm is gone */
+		rt_table_each(r->t, chk_mark, &mc);
+		if (gw->state != RT_GW_UP || mc.bad)
+			FAIL("gateway %s: a finished resync left state %d, stale holders %d", id,
+			     gw->state, mc.bad);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
 /* A well-formed event from gateway "gw<k>", to reach states raw bytes
  * rarely do (joined gateways, answered resyncs, held streams). */
 static void op_gw(struct in *in, unsigned flags)
@@ -763,8 +853,16 @@ static void op_gw(struct in *in, unsigned flags)
 	n = herald__cluster__gateway_event__get_packed_size(&ev);
 	buf = cm_xmalloc(n ? n : 1);
 	herald__cluster__gateway_event__pack(&ev, buf);
-	sub_msg(SUB_ROUTER, false, "", "herald:router", 13, buf, n);
-	free(buf);
+	gw = rt_gws_find(r->g, id, strlen(id));
+	{
+		/* what the router knew before: an answer counts only for the
+		 * epoch it asked a gateway with this boot id */
+		bool answer_counts = gw && ev.version && gw->boot_id == ev.boot_id &&
+				     kind % 9 == 7 && ra.epoch == gw->epoch;
+		sub_msg(SUB_ROUTER, false, "", "herald:router", 13, buf, n);
+		free(buf);
+		check_gw_event(&ev, id, answer_counts);
+	}
 }
 
 /* A pub/sub reply of any shape (hiredis only hands over well-formed RESP,

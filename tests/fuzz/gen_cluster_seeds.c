@@ -228,6 +228,20 @@ static void scripted(struct out *o)
 	put8(o, 0);
 	put8(o, GW_OFFLINE);
 	str8(o, "u1");
+	/* gateway 0 says hello again (a Redis reconnect): a new resync whose
+	 * answer names s1 only, so u1 goes */
+	put8(o, OP_GW);
+	put8(o, 0);
+	put8(o, GW_HELLO);
+	str8(o, "1.0");
+	put8(o, 2);
+	put8(o, OP_GW);
+	put8(o, 0);
+	put8(o, GW_ANSWER);
+	put8(o, 64 | 1);
+	put8(o, 2 << 1);
+	put(o, "s1", 2);
+	put8(o, OP_FLUSH);
 	put8(o, OP_TIMERS);
 	put8(o, OP_TIME | 7 << 4);
 	put16(o, 60000 / 8 + 1); /* gateways time out, counters idle */
