@@ -54,6 +54,7 @@ void ld_opts_usage(FILE *out)
 "                      --max-p99-ms (100)\n"
 "  --redis HOST:PORT   Redis to publish through (127.0.0.1:6379)\n"
 "  --redis-prefix P    channel prefix (herald)\n"
+"  --pipeline N        PUBLISH commands per pipelined batch, at most (256)\n"
 "  --stream-prefix P   stream names P.0, P.1, ... (ld)\n"
 "  --format F          json | protobuf (json)\n"
 "  --auth A            none (user=ID) | jwt (token=, secret from\n"

@@ -338,8 +338,16 @@ static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, str
 		so->misrouted += s->misrouted;
 		ld_hist_merge(lat, &s->lat);
 	}
-	/* a rate the publisher could not offer (Redis too slow) was not sustained */
-	so->reached = so->rate > 0 && so->publish_rate >= 0.97 * so->rate;
+	/* A rate the publisher could not offer (Redis too slow) was not
+	 * sustained: every planned message must have gone out within the
+	 * step's time plus a little (one message interval and 0.5 s or 3%, so
+	 * that one late message at a low rate does not count as too slow). */
+	{
+		double d = P->o->duration, slack = d * 0.03 > 0.5 ? d * 0.03 : 0.5;
+		uint64_t planned = (uint64_t)(so->rate * d + 0.5);
+		so->reached = so->rate > 0 && so->published >= planned &&
+			      so->seconds <= d + slack + 1.0 / so->rate;
+	}
 	if (P->o->scenario == LD_SC_CHURN)
 		/* clients come and go within a step: a gap inside a connection's
 		 * life is the loss we can see */
