@@ -313,6 +313,7 @@ s_handshakes() {
 	fi
 	for run in $(seq 1 "$HS_RUNS"); do
 		f=; r=
+		sleep 1 # the previous run's connections are closed and counted before this one
 		c0=$(gw_cpu_ticks)
 		if load "hs-full-$run" 120 "$PIN_LOAD" --scenario connect --tls --target "127.0.0.1:$WSS_PORT" \
 			--clients "$HS_N" --workers 1 --rate 1000000 --max-pending 200 \
@@ -324,6 +325,7 @@ s_handshakes() {
 		else
 			failed "$sec" "full handshakes, run $run" "$LOAD_ERR"
 		fi
+		sleep 1
 		c0=$(gw_cpu_ticks)
 		if load "hs-res-$run" 120 "$PIN_LOAD" --scenario connect --tls-resume --target "127.0.0.1:$WSS_PORT" \
 			--clients "$HS_N" --workers 1 --rate 1000000 --max-pending 200 \
