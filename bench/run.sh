@@ -49,6 +49,7 @@ if [ "$MODE" = full ]; then
 	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=4000 BC_RATES=1,2,4,8 BC_DUR=4
 	MEM_SIZES="10000 19000"
 	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,600,700,800,900,1000,1200,1500,2000,2500,3000 FAN_RUNS=3 FAN_DUR=4
+	FAN_WSS_RATES=100,200,300,400,500,600,700,800,900,1000,1200
 	HALF_RUNS=3 HALF_DUR=8
 	HS_N=6000 HS_RUNS=3
 	LOC_N=10000 LOC_RATES=2,5,10,20,40,60,80,100,150 LOC_DUR=3
@@ -60,6 +61,7 @@ else
 	CONN_N=2000 CONN_GW=2 CONN_W=2 CONN_RATE=2000 BC_RATES=1,5 BC_DUR=2
 	MEM_SIZES="1000"
 	FAN_N=2000 FAN_S=20 FAN_RATES=100,300 FAN_RUNS=1 FAN_DUR=2
+	FAN_WSS_RATES=100,200
 	HALF_RUNS=1 HALF_DUR=2
 	HS_N=500 HS_RUNS=1
 	LOC_N=1000 LOC_RATES=10,50 LOC_DUR=2
@@ -264,6 +266,41 @@ s_fanout() {
 }
 
 # ---------------------------------------------------------------------------
+# 3b. The same fan-out over wss (one run): the issue asks how close to the
+#     plain figure it gets with TLS.
+s_fanout_wss() {
+	local sec="Fan-out over wss" name=fwss best per=$((FAN_N / FAN_S))
+	log "== fan-out over wss: $FAN_N clients over $FAN_S streams, rates $FAN_WSS_RATES"
+	if ! cluster_start 1 "$PIN_SRV"; then
+		failed "$sec" "$FAN_N wss clients" "cluster did not start"
+		cluster_stop
+		return
+	fi
+	if ! load "$name" 400 "$PIN_LOAD" --scenario fanout --tls --target "127.0.0.1:$WSS_PORT" \
+		--clients "$FAN_N" --streams "$FAN_S" --workers 2 --rate 5000 \
+		--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$FAN_WSS_RATES" \
+		--duration "$FAN_DUR" --drain 2 --payload 128 --until-fail --connect-timeout 30; then
+		failed "$sec" "$FAN_N wss clients" "$LOAD_ERR"
+		cluster_stop
+		return
+	fi
+	cluster_stop
+	jq -r '.steps[] | [.rate, .deliveries_per_s, .lost, .latency_ms.p50, .latency_ms.p99, .latency_ms.p999, .ok, .load_cpu_pct] | @tsv' "$WD/$name.json" |
+		while IFS=$'\t' read -r r d lost p50 p99 p999 ok cpu; do
+			fig "$sec" "$r msgs/s over $FAN_S streams of $per wss subscribers" "$(fmt "$d") deliveries/s" \
+				"p50 $(fmt "$p50" 2) / p99 $(fmt "$p99" 2) / p999 $(fmt "$p999" 2) ms; lost $lost; herald-load used $(fmt "$cpu")% of its core$([ "$ok" = true ] || echo "; FAILED")"
+		done
+	best=$(jget "$name" '.best_ok_step.rate // empty')
+	if [ -n "$best" ]; then
+		headline "fan-out over wss, same setup: $(fmt "$best") msgs/s ($(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s) with zero loss and p99 < 100 ms (one run)"
+		fig "$sec" "highest zero-loss rate with p99 < 100 ms over wss (one run)" "$(fmt "$best") msgs/s" \
+			"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s$([ -n "${BEST_RATE:-}" ] && awk -v a="$best" -v b="$BEST_RATE" 'BEGIN{printf "; %.2fx the plain ws median", a/b}')"
+	else
+		fig "$sec" "highest zero-loss rate with p99 < 100 ms over wss" "none" "no rate passed"
+	fi
+}
+
+# ---------------------------------------------------------------------------
 # 4. Publish -> client latency at half the highest zero-loss rate.
 s_half() {
 	local sec="Latency" run name half p50s=() p99s=() p999s=()
@@ -448,7 +485,7 @@ s_relay() {
 }
 
 # BENCH_ONLY="fanout half" runs a subset (development); the default is all.
-for s in ${BENCH_ONLY:-connections memory fanout half handshakes slow local relay}; do
+for s in ${BENCH_ONLY:-connections memory fanout fanout_wss half handshakes slow local relay}; do
 	"s_$s"
 done
 
