@@ -19,7 +19,9 @@
  *   7 TIMERS  end of the turn, the ccu/sample/sweep timers, history, stats
  *   8 SHAPE   a malformed pub/sub reply (odd element counts and types)
  *   9 OFFSETS an HGETALL <prefix>:offsets / HKEYS <prefix>:ccu answer with
- *             arbitrary fields and values (once per input, as at start)
+ *             arbitrary fields and values (once per input, as at start;
+ *             flag 1: a lost connection's NULL reply, flag 2: an error)
+ *  10 RECONNECT the publisher connection comes back (counters written again)
  *
  * Oracles (abort() on failure, besides ASan/UBSan): after every op the
  * gateway registry, the flush list and the tables agree (check_state);
@@ -206,11 +208,19 @@ static void field_split(const char *f, size_t n, int *kind, const char **name, s
 }
 
 /* A stream named "user:<x>" shares its offsets field with user <x> (the
- * gateway never sends such interests; a malformed frame can). The saved
- * offset of such a stream cannot be told apart: not checked. */
+ * gateway never sends such interests; a malformed frame can). While both
+ * exist, the saved offset of either cannot be told apart: not checked. */
 static bool field_ambiguous(int kind, const char *name, size_t nlen)
 {
-	return kind == RT_STREAM && nlen >= 5 && !memcmp(name, "user:", 5);
+	char full[RT_NAME_MAX + 6];
+
+	if (kind == RT_STREAM)
+		return nlen >= 5 && !memcmp(name, "user:", 5);
+	if (nlen + 5 > RT_NAME_MAX)
+		return false;
+	memcpy(full, "user:", 5);
+	memcpy(full + 5, name, nlen);
+	return rt_table_get(r->t, RT_STREAM, full, nlen + 5) != NULL;
 }
 
 static bool parse_u64(const char *s, size_t n, uint64_t *v)
@@ -613,7 +623,7 @@ static void sub_msg(int what, bool pmessage, const char *pat, const void *chan, 
 
 enum {
 	OP_EVENT, OP_STREAM, OP_USER, OP_ALL, OP_GW, OP_FLUSH, OP_TIME, OP_TIMERS, OP_SHAPE,
-	OP_OFFSETS, OP_N
+	OP_OFFSETS, OP_RECONNECT, OP_N
 };
 
 static bool offsets_read;
@@ -906,7 +916,7 @@ static void op_shape(struct in *in, unsigned flags)
 }
 
 /* The answers a starting router reads back (once per process). */
-static void op_offsets(struct in *in)
+static void op_offsets(struct in *in, unsigned flags)
 {
 	size_t nf = get8(in) % 16, n;
 	redisReply *m;
@@ -914,7 +924,18 @@ static void op_offsets(struct in *in)
 
 	if (offsets_read)
 		return;
+	if (flags & 1) {
+		on_offsets(NULL, NULL, r); /* the connection dropped: asked again */
+		return;
+	}
 	offsets_read = true;
+	if (flags & 2) {
+		m = str_reply(REDIS_REPLY_ERROR, "ERR", 3);
+		on_offsets(NULL, m, r);
+		on_ccu_keys(NULL, m, r);
+		free_reply(m);
+		return;
+	}
 	m = arr_reply(nf);
 	for (size_t i = 0; i < nf; i++) {
 		uint8_t t = get8(in);
@@ -1011,8 +1032,15 @@ static void run(const uint8_t *data, size_t size)
 		case OP_SHAPE:
 			op_shape(&in, flags);
 			break;
+		case OP_RECONNECT:
+			/* the publisher connection is back: every counter is
+			 * written again (a turn of its own) */
+			rt_router_flush(r);
+			pub_up(r, NULL);
+			rt_router_flush(r);
+			break;
 		case OP_OFFSETS:
-			op_offsets(&in);
+			op_offsets(&in, flags);
 			break;
 		}
 		check_state();

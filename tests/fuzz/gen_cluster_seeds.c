@@ -17,7 +17,7 @@
 
 enum {
 	OP_EVENT, OP_STREAM, OP_USER, OP_ALL, OP_GW, OP_FLUSH, OP_TIME, OP_TIMERS, OP_SHAPE,
-	OP_OFFSETS
+	OP_OFFSETS, OP_RECONNECT
 };
 /* op_gw kinds */
 enum { GW_HELLO, GW_HB, GW_ADD, GW_REMOVE, GW_ONLINE, GW_OFFLINE, GW_PUBLISH, GW_ANSWER, GW_BYE };
@@ -286,6 +286,7 @@ static void shapes(struct out *o)
 	put8(o, 3); /* an integer */
 	put8(o, 0);
 	put8(o, OP_SHAPE | 8 << 4);
+	put8(o, OP_RECONNECT);
 	put8(o, OP_TIMERS);
 }
 
