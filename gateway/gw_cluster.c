@@ -487,7 +487,8 @@ static bool frame_check(const uint8_t *p, size_t len, struct gw_frame *fr)
 		if (!ok)
 			return false;
 	}
-	return !bad && fr->version != 0;
+	/* uint32 on the wire: a wider value truncates as protobuf's would */
+	return !bad && (uint32_t)fr->version != 0;
 }
 
 static void on_ack_id(struct gw_cluster *c, uint64_t id)
@@ -525,7 +526,8 @@ static void on_router_frame(struct gw_cluster *c, const uint8_t *p, size_t len)
 		pb_bytes(&b, &sub);
 		parse_delivery(sub, &d);
 		c->deliveries_in++;
-		switch (d.kind) {
+		/* protobuf reads an enum as 32 bits: so do we */
+		switch ((uint32_t)d.kind) {
 		case HERALD__CLUSTER__DELIVERY__KIND__STREAM:
 			if (d.name.end > d.name.p && c->cbs.deliver_stream)
 				c->cbs.deliver_stream(c->ctx, (const char *)d.name.p,

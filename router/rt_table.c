@@ -1,4 +1,5 @@
 #include "rt_table.h"
+#include "cm_client.h"
 #include "rt_map.h"
 
 #include "cm_log.h"
@@ -61,6 +62,11 @@ static struct rt_entry *get_or_create(struct rt_table *t, enum rt_kind kind, con
 	struct rt_entry *e;
 
 	if (!len || len > RT_NAME_MAX)
+		return NULL;
+	/* Streams are client stream names; "user:" ones are reserved (they
+	 * would share the offsets field of the user's own stream). */
+	if (kind == RT_STREAM && (!cm_stream_valid(name, len) ||
+				  (len >= 5 && !memcmp(name, "user:", 5))))
 		return NULL;
 	klen = mkkey(t, kind, name, len);
 	e = rt_map_get(t->map, t->key, klen);

@@ -87,8 +87,23 @@ Test(rt_table, rejects_empty_and_huge_names)
 	static char big[RT_NAME_MAX + 1];
 	memset(big, 'a', sizeof(big));
 	cr_assert_null(rt_table_hold(t, RT_STREAM, "", 0, 0, 0, NULL));
-	cr_assert_null(rt_table_hold(t, RT_STREAM, big, sizeof(big), 0, 0, NULL));
-	cr_assert_not_null(rt_table_hold(t, RT_STREAM, big, RT_NAME_MAX, 0, 0, NULL));
+	cr_assert_null(rt_table_hold(t, RT_USER, big, sizeof(big), 0, 0, NULL));
+	cr_assert_not_null(rt_table_hold(t, RT_USER, big, RT_NAME_MAX, 0, 0, NULL));
+	/* streams follow the client stream names: at most 128 bytes */
+	cr_assert_null(rt_table_hold(t, RT_STREAM, big, 129, 0, 0, NULL));
+	cr_assert_not_null(rt_table_hold(t, RT_STREAM, big, 128, 0, 0, NULL));
+	rt_table_free(t);
+}
+
+Test(rt_table, refuses_reserved_and_invalid_stream_names)
+{
+	struct rt_table *t = rt_table_new();
+	/* "user:x" as a stream would share the offsets field of user x */
+	cr_assert_null(rt_table_hold(t, RT_STREAM, S("user:x"), 0, 0, NULL));
+	cr_assert_null(rt_table_hold(t, RT_STREAM, S("a b"), 0, 0, NULL));
+	cr_assert_null(rt_table_hold(t, RT_STREAM, S("*"), 0, 0, NULL));
+	cr_assert_not_null(rt_table_hold(t, RT_STREAM, S("users:x"), 0, 0, NULL));
+	cr_assert_not_null(rt_table_hold(t, RT_USER, S("x"), 0, 0, NULL));
 	rt_table_free(t);
 }
 
