@@ -1,4 +1,5 @@
 #include "gw_opts.h"
+#include "cm_flags.h"
 #include "cm_net.h"
 
 #include <errno.h>
@@ -88,65 +89,19 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
 
 int gw_parse_duration(const char *s, uint32_t *ms)
 {
-	char *end;
-	double v, mul = 1000;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -1;
-	if (!strcmp(end, "ms"))
-		mul = 1;
-	else if (!strcmp(end, "s") || !*end)
-		mul = 1000;
-	else if (!strcmp(end, "m"))
-		mul = 60000;
-	else
-		return -1;
-	v *= mul;
-	if (v > 86400.0 * 1000 * 30)
-		return -1;
-	*ms = (uint32_t)(v + 0.5);
-	return 0;
+	return cm_parse_duration_ms(s, ms);
 }
 
 int gw_parse_size(const char *s, uint32_t *out)
 {
-	char *end;
-	unsigned long long v, mul = 1;
-
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	if (!*end)
-		mul = 1;
-	else if (!strcmp(end, "k") || !strcmp(end, "K") || !strcmp(end, "KiB") || !strcmp(end, "KB"))
-		mul = 1024;
-	else if (!strcmp(end, "m") || !strcmp(end, "M") || !strcmp(end, "MiB") || !strcmp(end, "MB"))
-		mul = 1024 * 1024;
-	else
-		return -1;
-	if (v > UINT32_MAX / mul)
-		return -1;
-	*out = (uint32_t)(v * mul);
-	return 0;
+	return cm_parse_size(s, out);
 }
 
 static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max)
+	if (cm_parse_uint(s, min, max, &v))
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
@@ -154,23 +109,14 @@ static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 
 static int read_secret(struct gw_opts *o, const char *path, char *err, size_t cap)
 {
-	FILE *f = fopen(path, "rb");
-	uint8_t buf[4096];
+	char why[256];
 	size_t n;
+	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
 
-	if (!f)
-		return fail(err, cap, "--jwt-secret-file %s: %s", path, strerror(errno));
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	if (n == sizeof(buf))
-		return fail(err, cap, "--jwt-secret-file %s: larger than 4095 bytes", path);
-	if (n && buf[n - 1] == '\n')
-		n--;
-	if (n == 0)
-		return fail(err, cap, "--jwt-secret-file %s: empty secret", path);
+	if (!p)
+		return fail(err, cap, "--jwt-secret-file %s", why);
 	free(o->jwt_secret);
-	o->jwt_secret = cm_xmalloc(n);
-	memcpy(o->jwt_secret, buf, n);
+	o->jwt_secret = p;
 	o->jwt_secret_len = n;
 	return 0;
 }

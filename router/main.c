@@ -1,4 +1,5 @@
 /* herald-router: flags, the loop, the relay and its admin server. */
+#include "cm_flags.h"
 #include "rt_admin.h"
 #include "rt_router.h"
 
@@ -25,7 +26,7 @@ static const char usage[] =
 	"                           live page at / (default 127.0.0.1:9100)\n"
 	"  --gateway-timeout D      a gateway that stops heartbeating (every 500ms)\n"
 	"                           is dropped within D (default 5s)\n"
-	"  --max-payload N          largest relayed payload in bytes (default 1048576)\n"
+	"  --max-payload N          largest relayed payload (default 1MiB; k, M units)\n"
 	"  --log-level L            debug, info, warn or error (default info)\n"
 	"  --help                   this text\n"
 	"Durations: 500ms, 5s, 5 (seconds), 1m.\n";
@@ -52,32 +53,6 @@ static int fail(const char *fmt, ...)
 	va_end(ap);
 	fputs(" (see --help)\n", stderr);
 	return 2;
-}
-
-static int parse_duration(const char *s, uint32_t *ms)
-{
-	char *end;
-	double v, mul;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -1;
-	if (!strcmp(end, "ms"))
-		mul = 1;
-	else if (!strcmp(end, "s") || !*end)
-		mul = 1000;
-	else if (!strcmp(end, "m"))
-		mul = 60000;
-	else
-		return -1;
-	v *= mul;
-	if (v > 86400.0 * 1000)
-		return -1;
-	*ms = (uint32_t)(v + 0.5);
-	return 0;
 }
 
 /* Returns -1 to go on, or the exit code (0 after --help, 2 on a bad flag). */
@@ -128,17 +103,14 @@ static int parse(int argc, char **argv, struct opts *o)
 				return fail("--admin: bad address '%s'", v);
 			break;
 		case O_TIMEOUT:
-			if (parse_duration(v, &o->gateway_timeout_ms) || o->gateway_timeout_ms < 100)
+			if (cm_parse_duration_ms(v, &o->gateway_timeout_ms) || o->gateway_timeout_ms < 100)
 				return fail("--gateway-timeout: bad duration '%s'", v);
 			break;
 		case O_MAXP: {
-			char *end;
-			unsigned long long n;
-			errno = 0;
-			n = strtoull(v, &end, 10);
-			if (errno || end == v || *end || n == 0 || n > (64ull << 20))
+			uint32_t n;
+			if (cm_parse_size(v, &n) || n == 0 || n > (64u << 20))
 				return fail("--max-payload: bad size '%s'", v);
-			o->max_payload = (size_t)n;
+			o->max_payload = n;
 			break;
 		}
 		case O_LOG:

@@ -1,0 +1,26 @@
+/* cm_flags — the value parsers every binary's flags share, so that
+ * durations, sizes, counts and secrets read the same everywhere. Each returns
+ * 0 and sets *out, or -1 (leaving *out alone) for a malformed or out-of-range
+ * value. */
+#ifndef CM_FLAGS_H
+#define CM_FLAGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Milliseconds from "500ms", "5s", "5" (seconds), "1m"; fractions allowed
+ * ("0.25"). At most 30 days. */
+int cm_parse_duration_ms(const char *s, uint32_t *ms);
+
+/* Bytes from "4096", "64k", "64KiB", "1M", "1MiB" (binary units). */
+int cm_parse_size(const char *s, uint32_t *out);
+
+/* A decimal integer within [min, max]. */
+int cm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Reads a secret file: its bytes without one trailing newline. Returns a
+ * malloc'd buffer and its length, or NULL with a one-line reason in err
+ * (unreadable, empty, larger than 4095 bytes). */
+uint8_t *cm_read_secret_file(const char *path, size_t *len, char *err, size_t errcap);
+
+#endif

@@ -1,0 +1,103 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cm_flags.h"
+
+Test(cm_flags, durations_take_ms_s_m_and_plain_seconds)
+{
+	uint32_t v = 7;
+	cr_assert_eq(cm_parse_duration_ms("25", &v), 0);
+	cr_assert_eq(v, 25000);
+	cr_assert_eq(cm_parse_duration_ms("500ms", &v), 0);
+	cr_assert_eq(v, 500);
+	cr_assert_eq(cm_parse_duration_ms("2m", &v), 0);
+	cr_assert_eq(v, 120000);
+	cr_assert_eq(cm_parse_duration_ms("0.25", &v), 0);
+	cr_assert_eq(v, 250);
+	cr_assert_eq(cm_parse_duration_ms("5s", &v), 0);
+	cr_assert_eq(v, 5000);
+}
+
+Test(cm_flags, bad_durations_are_refused_and_leave_the_value)
+{
+	uint32_t v = 7;
+	cr_assert_eq(cm_parse_duration_ms("-1", &v), -1);
+	cr_assert_eq(cm_parse_duration_ms("1x", &v), -1);
+	cr_assert_eq(cm_parse_duration_ms("", &v), -1);
+	cr_assert_eq(cm_parse_duration_ms("ms", &v), -1);
+	cr_assert_eq(cm_parse_duration_ms("31d", &v), -1);
+	cr_assert_eq(cm_parse_duration_ms("100000000", &v), -1);
+	cr_assert_eq(v, 7);
+}
+
+Test(cm_flags, sizes_take_binary_units)
+{
+	uint32_t v = 0;
+	cr_assert_eq(cm_parse_size("64KiB", &v), 0);
+	cr_assert_eq(v, 65536);
+	cr_assert_eq(cm_parse_size("1M", &v), 0);
+	cr_assert_eq(v, 1048576);
+	cr_assert_eq(cm_parse_size("3", &v), 0);
+	cr_assert_eq(v, 3);
+	cr_assert_eq(cm_parse_size("5000M", &v), -1);
+	cr_assert_eq(cm_parse_size("-1", &v), -1);
+	cr_assert_eq(cm_parse_size("1G", &v), -1);
+}
+
+Test(cm_flags, uints_are_bounded_and_whole)
+{
+	uint64_t v = 0;
+	cr_assert_eq(cm_parse_uint("10", 1, 10, &v), 0);
+	cr_assert_eq(v, 10);
+	cr_assert_eq(cm_parse_uint("11", 1, 10, &v), -1);
+	cr_assert_eq(cm_parse_uint("0", 1, 10, &v), -1);
+	cr_assert_eq(cm_parse_uint("1.5", 1, 10, &v), -1);
+	cr_assert_eq(cm_parse_uint("-1", 0, 10, &v), -1);
+	cr_assert_eq(cm_parse_uint(" 1", 0, 10, &v), -1);
+	cr_assert_eq(cm_parse_uint("", 0, 10, &v), -1);
+}
+
+static char *write_tmp(const char *data, size_t n)
+{
+	char *path = strdup("/tmp/cm_flags_XXXXXX");
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, data, n), (ssize_t)n);
+	close(fd);
+	return path;
+}
+
+Test(cm_flags, secret_file_drops_one_trailing_newline)
+{
+	char err[128];
+	size_t n = 0;
+	char *path = write_tmp("s3cret\n\n", 8);
+	uint8_t *p = cm_read_secret_file(path, &n, err, sizeof(err));
+	cr_assert_not_null(p);
+	cr_assert_eq(n, 7);
+	cr_assert_eq(memcmp(p, "s3cret\n", 7), 0);
+	free(p);
+	unlink(path);
+	free(path);
+}
+
+Test(cm_flags, secret_file_refuses_empty_missing_and_huge)
+{
+	char err[128], big[5000];
+	size_t n = 0;
+	char *path = write_tmp("\n", 1);
+	cr_assert_null(cm_read_secret_file(path, &n, err, sizeof(err)));
+	cr_assert(strstr(err, "empty"));
+	unlink(path);
+	free(path);
+	memset(big, 'a', sizeof(big));
+	path = write_tmp(big, sizeof(big));
+	cr_assert_null(cm_read_secret_file(path, &n, err, sizeof(err)));
+	cr_assert(strstr(err, "larger"));
+	unlink(path);
+	free(path);
+	cr_assert_null(cm_read_secret_file("/nonexistent/secret", &n, err, sizeof(err)));
+}
