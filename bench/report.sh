@@ -95,7 +95,7 @@ fi
 	printf '%s\n%s\n\n' "$header" "$MARK"
 	echo "## Results ($mode run of $(date -u '+%Y-%m-%d %H:%M UTC'), ${elapsed} s)"
 	echo
-	busy=$(awk -v n="$(nproc)" '{ if ($1 > n / 2) print $1 }' "$WD/loadavg.start" 2>/dev/null)
+	busy=$(awk -v n="$(nproc)" '{ if ($1 > n * 0.75) print $1 }' "$WD/loadavg.start" 2>/dev/null)
 	if [ -n "$busy" ]; then
 		echo "**The machine was busy when this run started (1-minute load average $busy on $(nproc) cores): other processes took CPU from the cluster and the load, so rates are lower and latencies higher than on an idle machine.**"
 		echo
