@@ -1,3 +1,4 @@
+#include "cm_flags.h"
 #include "ld_opts.h"
 
 #include "cm_net.h"
@@ -93,14 +94,9 @@ static int parse_double(const char *s, double lo, double hi, double *out)
 
 static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned *out)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
 
-	if (*s == '-')
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
+	if (cm_parse_uint(s, lo, hi, &v))
 		return -1;
 	*out = (unsigned)v;
 	return 0;
@@ -166,23 +162,14 @@ static int add_rate(struct ld_opts *o, const char *s, char *err, size_t cap)
 
 static int read_secret(struct ld_opts *o, const char *path, char *err, size_t cap)
 {
-	FILE *f = fopen(path, "rb");
-	char buf[4096];
+	char why[256];
 	size_t n;
+	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
 
-	if (!f)
-		return fail(err, cap, "cannot read --jwt-secret-file %s: %s", path, strerror(errno));
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	if (n && buf[n - 1] == '\n')
-		n--;
-	if (!n)
-		return fail(err, cap, "--jwt-secret-file %s is empty", path);
+	if (!p)
+		return fail(err, cap, "--jwt-secret-file %s", why);
 	free(o->jwt_secret);
-	o->jwt_secret = malloc(n);
-	if (!o->jwt_secret)
-		abort();
-	memcpy(o->jwt_secret, buf, n);
+	o->jwt_secret = (char *)p;
 	o->jwt_secret_len = n;
 	return 0;
 }
