@@ -79,6 +79,10 @@ wait_until() {
 }
 
 http_ok() { http_get "$1" "$2" | head -1 | grep -q ' 200'; }
+# herald_router_publishes_in_total of the running cluster's router.
+router_publishes() {
+	http_get "$ROUTER_ADMIN" /metrics | tr -d '\r' | awk '/^herald_router_publishes_in_total / {print $2}'
+}
 
 # CPU time of a process in clock ticks (utime + stime).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -459,6 +459,11 @@ s_relay() {
 		cluster_stop
 		return
 	fi
+	# The router's own CPU per relayed publish: its capacity on one core,
+	# whatever Redis and the gateway sharing that core can take.
+	local rt_c0 rt_p0 rt_c1 rt_p1
+	rt_c0=$(cpu_ticks "$ROUTER_PID")
+	rt_p0=$(router_publishes)
 	if ! load "$name" 300 "$PIN_LOAD" --scenario fanout --target "127.0.0.1:$WS_PORT" \
 		--clients "$REL_S" --streams "$REL_S" --workers 1 --rate 10000 --source-ips "$SRC_IPS" \
 		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$REL_RATES" --duration "$REL_DUR" --drain 2 \
@@ -467,7 +472,18 @@ s_relay() {
 		cluster_stop
 		return
 	fi
+	rt_c1=$(cpu_ticks "$ROUTER_PID")
+	rt_p1=$(router_publishes)
 	cluster_stop
+	if [ -n "$rt_p0" ] && [ -n "$rt_p1" ] && [ "$rt_p1" -gt "$rt_p0" ]; then
+		local tck us
+		tck=$(getconf CLK_TCK)
+		us=$(awk -v c=$((rt_c1 - rt_c0)) -v t="$tck" -v n=$((rt_p1 - rt_p0)) \
+			'BEGIN { printf "%.2f", c / t * 1e6 / n }')
+		fig "$sec" "router CPU per relayed publish (all steps, idle work included)" "$us us" \
+			"$(fmt $((rt_p1 - rt_p0))) publishes; capacity about $(awk -v u="$us" 'BEGIN { if (u > 0) printf "%d", 1e6 / u; else print "n/a" }') publishes/s per core (the router alone)"
+		headline "router CPU: $us us per relayed publish, about $(awk -v u="$us" 'BEGIN { if (u > 0) printf "%d", 1e6 / u; else print "n/a" }') publishes/s on one core"
+	fi
 	jq -r '.steps[] | [.rate, .publish_rate, .deliveries_per_s, .lost, .latency_ms.p99, .ok, .rate_reached] | @tsv' "$WD/$name.json" |
 		while IFS=$'\t' read -r r pr d lost p99 ok reached; do
 			fig "$sec" "$r publishes/s over $REL_S streams (1 subscriber each)" \
