@@ -118,6 +118,8 @@ static void tout_free(struct gw_conn *c)
 	c->tout = NULL;
 }
 
+static void accept_retry(void *arg);
+
 static void conn_free(struct gw_worker *w, struct gw_conn *c)
 {
 	CM_ASSERT(c->inflight == 0 && c->state == GW_S_DEAD);
@@ -138,6 +140,11 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 	list_push(&w->freel, &w->nfree, &w->capfree, c->idx);
 	w->nconns--;
 	atomic_fetch_sub(&w->gw->conns, 1);
+	/* a descriptor is free again: a stalled accept retries now */
+	if (w->accept_retry && c->fd >= 0) {
+		cm_timer_stop(w->accept_retry);
+		accept_retry(w);
+	}
 	atomic_store_explicit(&w->m.conns, (long)w->nconns, memory_order_relaxed);
 }
 
@@ -991,25 +998,40 @@ void gw_accept_cqe(void *ctx, struct io_uring_cqe *cqe)
 	if (fd < 0) {
 		if (w->draining || fd == -ECANCELED || fd == -EBADF)
 			return;
-		if (!more) {
-			/* EMFILE and friends: try again shortly */
-			if (fd != -EMFILE && fd != -ENFILE && fd != -ENOBUFS && fd != -ENOMEM)
-				cm_warn("accept: %s", strerror(-fd));
-			if (!w->accept_retry)
-				w->accept_retry = cm_timer_start(w->loop, 100, false, accept_retry, w);
-		}
+		GW_INC(w, accept_err[fd == -EMFILE ? 0 : fd == -ENFILE ? 1 : 2], 1);
+		/* one line per burst: the first failure after a success */
+		if (w->accept_fails++ == 0)
+			cm_warn("accept: %s (%ld connections held); retrying until descriptors free up",
+				strerror(-fd), atomic_load(&g->conns));
+		if (!more && !w->accept_retry)
+			/* EMFILE and friends: again when a connection is freed, or shortly */
+			w->accept_retry = cm_timer_start(w->loop, 100, false, accept_retry, w);
 		return;
+	}
+	if (w->accept_fails) {
+		cm_info("accept: resumed after %u failed attempts", w->accept_fails);
+		w->accept_fails = 0;
 	}
 	if (!more && !w->draining)
 		gw_accept_arm(w, which);
-	if (w->draining ||
-	    atomic_load(&g->conns) >= (long)g->o->max_conns + (long)g->o->max_conns / 8 + 256) {
+	if (w->draining || atomic_load(&g->conns) >= g->max_held) {
 		close(fd);
+		/* a burst of accepts past the cap may have hit EMFILE: retry now */
+		if (w->accept_retry && !w->draining) {
+			cm_timer_stop(w->accept_retry);
+			accept_retry(w);
+		}
 		return;
 	}
 	atomic_fetch_add(&g->conns, 1);
 	GW_INC(w, accepted, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (g->o->sndbuf) {
+		/* a fixed send buffer (the kernel doubles it) turns off autotuning: a
+		 * client that stops reading fills it soon, and --max-queued-bytes decides */
+		int sb = (int)g->o->sndbuf;
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+	}
 	c = conn_alloc(w);
 	atomic_store_explicit(&w->m.conns, (long)w->nconns, memory_order_relaxed);
 	c->fd = fd;
@@ -1180,6 +1202,10 @@ void gw_worker_each_open(struct gw_worker *w,
 void gw_worker_free(struct gw_worker *w)
 {
 	cur_w = w;
+	if (w->accept_retry) {
+		cm_timer_stop(w->accept_retry);
+		w->accept_retry = NULL;
+	}
 	/* the loop has stopped: whatever the kernel still holds goes with the ring */
 	for (uint32_t i = 0; i < w->nslots; i++) {
 		struct gw_conn *c = gw_slot(w, i);

@@ -113,6 +113,17 @@ static int h_metrics(void *arg, const struct cm_http_req *req, struct cm_buf *b,
 		      SUM(g, tls_full), SUM(g, tls_resumed));
 	counter(b, "herald_gateway_tls_handshake_failures_total", "TLS handshakes that failed.",
 		SUM(g, tls_failed));
+	cm_buf_printf(b, "# HELP herald_gateway_accept_errors_total Failed accepts, by errno "
+			 "(EMFILE: descriptor limit).\n"
+			 "# TYPE herald_gateway_accept_errors_total counter\n"
+			 "herald_gateway_accept_errors_total{errno=\"EMFILE\"} %lu\n"
+			 "herald_gateway_accept_errors_total{errno=\"ENFILE\"} %lu\n"
+			 "herald_gateway_accept_errors_total{errno=\"other\"} %lu\n",
+		      sum_ulong(g, offsetof(struct gw_metrics, accept_err)),
+		      sum_ulong(g, offsetof(struct gw_metrics, accept_err) + sizeof(atomic_ulong)),
+		      sum_ulong(g, offsetof(struct gw_metrics, accept_err) + 2 * sizeof(atomic_ulong)));
+	gauge(b, "herald_gateway_max_conns", "Effective --max-conns (after the descriptor limit).",
+	      (long)g->o->max_conns);
 	counter(b, "herald_gateway_recv_enobufs_total", "Receives that found the buffer ring empty.",
 		SUM(g, enobufs));
 	gauge(b, "herald_gateway_subscriptions", "Subscriptions held (connection x stream).",

@@ -11,6 +11,7 @@
 #include "cm_packet.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <liburing.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -127,9 +128,39 @@ int gw_run(struct gw_opts *o)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->max_conns + 64)
-		cm_info("descriptor limit %llu is below --max-conns %u",
-			(unsigned long long)rl.rlim_cur, o->max_conns);
+	/* Connections held in any state (handshakes, closings) may exceed the open
+	 * ones by an eighth, but never the descriptors left for sockets. */
+	g->max_held = (long)o->max_conns + (long)o->max_conns / 8 + 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		/* Descriptors that are not client sockets: stdio and logs, per worker
+		 * its ring, up to two listeners and the loop's event/signal/timer
+		 * descriptors; the admin listener and its clients, the Redis links.
+		 * 32 + 8 per thread covers them with room to spare. Beyond that, a
+		 * refusal needs a descriptor too: the refused socket lives until its
+		 * 503 is sent and the peer closes (up to GW_CLOSE_GRACE_MS), so keep
+		 * 1% of the limit (at least 32) for connections in handshake or being
+		 * refused. Without this, accept fails with EMFILE past the limit and
+		 * clients wait in the backlog until their own timeouts. */
+		long lim = rl.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)rl.rlim_cur;
+		long fixed = 32 + 8 * (long)o->threads;
+		long headroom = lim / 100 > 32 ? lim / 100 : 32;
+		long sockets = lim - fixed;
+		long open_max = sockets - headroom;
+
+		if (open_max < 1) {
+			cm_error("descriptor limit %ld is too low (need more than %ld)", lim,
+				 fixed + headroom);
+			return 1;
+		}
+		if ((long)o->max_conns > open_max) {
+			cm_warn("descriptor limit %ld allows %ld open connections: --max-conns %u "
+				"lowered to %ld (503 beyond; raise `ulimit -n` for more)",
+				lim, open_max, o->max_conns, open_max);
+			o->max_conns = (uint32_t)open_max;
+		}
+		if (g->max_held > sockets)
+			g->max_held = sockets;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* SIGTERM/SIGINT arrive through worker 0's signalfd */
 	sigemptyset(&set);

@@ -14,6 +14,13 @@ void th_gw_start(struct th_gw *gw, const struct th_gw_opts *o)
 	memset(gw, 0, sizeof(*gw));
 	gw->port = o->port ? o->port : th_free_port();
 	gw->admin_port = th_free_port();
+	static char nofile[48];
+	if (o->nofile > 0) {
+		argv[n++] = "/usr/bin/prlimit";
+		snprintf(nofile, sizeof(nofile), "--nofile=%d:%d", o->nofile, o->nofile);
+		argv[n++] = nofile;
+		argv[n++] = "--";
+	}
 	argv[n++] = (char *)th_bin("herald-gateway");
 	argv[n++] = "--listen";
 	snprintf(sbuf[0], sizeof(sbuf[0]), "127.0.0.1:%d", gw->port);

@@ -20,6 +20,7 @@ struct th_gw_opts {
 	const char *id;            /* --id */
 	int port;                  /* plain listener port (0: a free one) */
 	const char *extra[24];     /* more flags, NULL-terminated */
+	int nofile;                /* >0: run under `prlimit --nofile=N:N` */
 };
 
 struct th_gw {
