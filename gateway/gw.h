@@ -101,7 +101,6 @@ struct gw_metrics {
 	atomic_ulong tls_full, tls_resumed, tls_failed;
 	atomic_ulong slow;
 	atomic_ulong rate_limited, enobufs;
-	atomic_ulong accept_err[3];    /* failed accepts: EMFILE, ENFILE, other */
 	atomic_long open, conns, subs; /* gauges */
 };
 
@@ -178,7 +177,6 @@ struct gw_worker {
 	int lfd[2];               /* listeners: plain, tls (-1 when none) */
 	bool accepting[2];
 	struct cm_timer *accept_retry;
-	uint32_t accept_fails;    /* failed accepts in the current burst (0: none) */
 	/* provided buffers */
 	struct io_uring_buf_ring *br;
 	size_t br_bytes;
@@ -219,7 +217,6 @@ struct gw {
 	atomic_bool cluster_up;    /* worker 0's view of the link, every 500 ms */
 	atomic_long open;          /* open WebSocket connections (ccu) */
 	atomic_long conns;         /* every accepted connection still held */
-	long max_held;             /* cap on conns (descriptors permitting) */
 	atomic_ulong anon;
 	uint64_t start_ms;
 };
@@ -287,6 +284,11 @@ SSL *gw_tls_new(SSL_CTX *ctx, struct gw_conn *c);
 /* Current input for the BIO read callback (one connection at a time per
  * thread). */
 void gw_tls_set_input(const uint8_t *p, size_t n);
+/* Session-ticket keys: with a secret (copied; at most 4096 bytes), derived
+ * from it for each wall-clock period of period_ms (0: 1 h), the same in every
+ * process with that secret; without one (NULL), random per process and
+ * rotated every period_ms. Called before the first handshake. */
+void gw_tls_ticket_secret(const uint8_t *secret, size_t n, uint32_t period_ms);
 
 /* ---- gw_metrics.c ---- */
 void gw_admin_routes(struct gw *g, struct cm_admin *a);

@@ -1,4 +1,5 @@
 #include "gw_opts.h"
+#include "gw.h"
 #include "cm_flags.h"
 #include "cm_net.h"
 
@@ -17,6 +18,12 @@ static const char usage[] =
 	"                             listener is given)\n"
 	"  --tls-listen HOST:PORT     wss listener (needs --cert and --key)\n"
 	"  --cert FILE, --key FILE    PEM certificate chain and key (ECDSA or RSA)\n"
+	"  --tls-ticket-key-file F    secret (>= 32 bytes) shared by a cluster's gateways:\n"
+	"                             session-ticket keys derived from it per period, so\n"
+	"                             a session resumes on any of them (default: random\n"
+	"                             keys per process)\n"
+	"  --tls-ticket-period D      ticket key rotation period (default 1h; the\n"
+	"                             previous period's key still resumes)\n"
 	"  --threads N                worker threads (default: the cores it may run on)\n"
 	"  --id ID                    gateway id (default hostname:pid)\n"
 	"  --redis HOST:PORT|none     Redis (default 127.0.0.1:6379); none = standalone\n"
@@ -27,9 +34,6 @@ static const char usage[] =
 	"  --max-conns N              open connections (default 100000; 503 beyond)\n"
 	"  --max-message-bytes N      client message limit (default 64KiB; 1009 beyond)\n"
 	"  --max-queued-bytes N       queued bytes per connection (default 1MiB; 1008)\n"
-	"  --sndbuf N                 SO_SNDBUF per client socket (default 0: kernel\n"
-	"                             autotuning); small bounds kernel memory per slow\n"
-	"                             client, at the cost of throughput to far clients\n"
 	"  --ping-interval D          server ping interval (default 25s)\n"
 	"  --idle-timeout D           close (1001) after D without a client frame (60s)\n"
 	"  --handshake-timeout D      TLS + HTTP upgrade deadline (default 10s)\n"
@@ -46,8 +50,9 @@ static const char usage[] =
 
 enum {
 	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
-	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_SNDBUF, O_PING, O_IDLE, O_HS, O_DRAIN,
+	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_PING, O_IDLE, O_HS, O_DRAIN,
 	O_PUB, O_RATE, O_BURST, O_MAXSUBS, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
+	O_TKFILE, O_TKPERIOD,
 };
 
 static const struct option longopts[] = {
@@ -65,7 +70,6 @@ static const struct option longopts[] = {
 	{ "max-conns", required_argument, NULL, O_MAXCONNS },
 	{ "max-message-bytes", required_argument, NULL, O_MAXMSG },
 	{ "max-queued-bytes", required_argument, NULL, O_MAXQ },
-	{ "sndbuf", required_argument, NULL, O_SNDBUF },
 	{ "ping-interval", required_argument, NULL, O_PING },
 	{ "idle-timeout", required_argument, NULL, O_IDLE },
 	{ "handshake-timeout", required_argument, NULL, O_HS },
@@ -78,6 +82,8 @@ static const struct option longopts[] = {
 	{ "recv-buffer-size", required_argument, NULL, O_RBUFSZ },
 	{ "log-level", required_argument, NULL, O_LOG },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "tls-ticket-key-file", required_argument, NULL, O_TKFILE },
+	{ "tls-ticket-period", required_argument, NULL, O_TKPERIOD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -122,6 +128,26 @@ static int read_secret(struct gw_opts *o, const char *path, char *err, size_t ca
 	free(o->jwt_secret);
 	o->jwt_secret = p;
 	o->jwt_secret_len = n;
+	return 0;
+}
+
+/* The shared ticket secret: never logged, only its reading errors. */
+static int read_ticket_secret(struct gw_opts *o, const char *path, char *err, size_t cap)
+{
+	char why[256];
+	size_t n;
+	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
+
+	if (!p)
+		return fail(err, cap, "--tls-ticket-key-file %s", why);
+	if (n < 32) {
+		free(p);
+		return fail(err, cap, "--tls-ticket-key-file %s: %zu bytes, want at least 32",
+			    path, n);
+	}
+	free(o->ticket_secret);
+	o->ticket_secret = p;
+	o->ticket_secret_len = n;
 	return 0;
 }
 
@@ -196,7 +222,7 @@ static int hostport(const char *flag, const char *v, char *host, int *port, char
 
 int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t errcap)
 {
-	const char *secret_file = NULL;
+	const char *secret_file = NULL, *ticket_file = NULL;
 	char host[200];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	cpu_set_t cpus;
@@ -232,6 +258,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	o->recv_buffers = 128;
 	o->recv_buffer_size = 4096;
 	o->log_level = CM_LOG_INFO;
+	o->ticket_period_ms = 3600 * 1000;
 
 	optind = 1;
 	opterr = 0;
@@ -296,6 +323,13 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_SECRET:
 			secret_file = v;
 			break;
+		case O_TKFILE:
+			ticket_file = v;
+			break;
+		case O_TKPERIOD:
+			if (gw_parse_duration(v, &o->ticket_period_ms) || o->ticket_period_ms < 1000)
+				return fail(err, errcap, "--tls-ticket-period: bad duration '%s' (>= 1s)", v);
+			break;
 		case O_ADMIN:
 			o->admin_explicit = true;
 			if (!strcmp(v, "none")) {
@@ -318,10 +352,6 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_MAXQ:
 			if (gw_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
-			break;
-		case O_SNDBUF:
-			if (gw_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)
-				return fail(err, errcap, "--sndbuf: bad size '%s'", v);
 			break;
 		case O_PING:
 			if (gw_parse_duration(v, &o->ping_ms) || o->ping_ms < 10)
@@ -387,6 +417,11 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		return fail(err, errcap, "unexpected argument '%s'", argv[optind]);
 	if (o->has_tls && (!o->cert || !o->key))
 		return fail(err, errcap, "--tls-listen needs --cert and --key");
+	if (ticket_file && read_ticket_secret(o, ticket_file, err, errcap))
+		return -1;
+	/* the TLS context is made later (gw_tls_ctx_new); its ticket keys come
+	 * from here */
+	gw_tls_ticket_secret(o->ticket_secret, o->ticket_secret_len, o->ticket_period_ms);
 	if (!o->has_listen && !o->has_tls) {
 		strcpy(o->listen_host, "0.0.0.0");
 		o->listen_port = 8080;
@@ -414,6 +449,7 @@ void gw_opts_free(struct gw_opts *o)
 	free(o->cert);
 	free(o->key);
 	free(o->jwt_secret);
+	free(o->ticket_secret);
 	for (unsigned i = 0; i < o->npub_prefixes; i++)
 		free(o->pub_prefixes[i]);
 	free(o->pub_prefixes);

@@ -31,12 +31,14 @@ struct gw_opts {
 	bool auth_jwt;
 	uint8_t *jwt_secret;
 	size_t jwt_secret_len;
+	uint8_t *ticket_secret;     /* --tls-ticket-key-file (NULL: random keys) */
+	size_t ticket_secret_len;
+	uint32_t ticket_period_ms;  /* ticket key rotation period (default 1 h) */
 	char admin_host[GW_HOST_MAX];
 	int admin_port;
 	uint32_t max_conns;
 	uint32_t max_message;       /* bytes */
 	uint32_t max_queued;        /* bytes */
-	uint32_t sndbuf;            /* SO_SNDBUF of client sockets, 0: kernel autotuning */
 	uint32_t ping_ms, idle_ms, handshake_ms, drain_ms;
 	enum gw_pub_policy pub;
 	char **pub_prefixes;

@@ -3,18 +3,24 @@
  * provided buffer being processed and whose write side appends to the
  * connection's TLS output (sent with io_uring, freed when empty). Session
  * tickets with a key rotated every hour (the previous key still decrypts,
- * and its tickets are renewed); no server-side session cache. */
+ * and its tickets are renewed); no server-side session cache. The keys are
+ * random per process, or, with --tls-ticket-key-file, derived from a secret
+ * shared by a cluster's gateways for each wall-clock period (HKDF-SHA256 of
+ * the secret over the period number), so that any gateway resumes a session
+ * another one started, without coordination. */
 #include "gw.h"
 #include "cm_log.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hkdf.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #define TICKET_ROTATE_MS (3600 * 1000ULL)
 
@@ -24,11 +30,28 @@ static BIO_METHOD *bio_meth;
 
 struct tkey {
 	uint8_t name[16], aes[32], hmac[32];
-	uint64_t born;
+	uint64_t born;              /* random keys: creation; derived: the period */
 	bool set;
 };
-static struct tkey tkeys[2]; /* current, previous */
+static struct tkey tkeys[3]; /* random: current, previous; derived: a cache */
 static pthread_mutex_t tk_mu = PTHREAD_MUTEX_INITIALIZER;
+/* the shared secret (--tls-ticket-key-file); tk_secret_len 0: random keys */
+static uint8_t tk_secret[4096];
+static size_t tk_secret_len;
+static uint64_t tk_period_ms = TICKET_ROTATE_MS;
+
+void gw_tls_ticket_secret(const uint8_t *secret, size_t n, uint32_t period_ms)
+{
+	pthread_mutex_lock(&tk_mu);
+	memset(tkeys, 0, sizeof(tkeys));
+	if (!secret || n > sizeof(tk_secret))
+		n = 0;
+	if (n)
+		memcpy(tk_secret, secret, n);
+	tk_secret_len = n;
+	tk_period_ms = period_ms ? period_ms : TICKET_ROTATE_MS;
+	pthread_mutex_unlock(&tk_mu);
+}
 
 void gw_tls_set_input(const uint8_t *p, size_t n)
 {
@@ -104,6 +127,71 @@ static void tkey_new(struct tkey *k)
 	k->set = true;
 }
 
+/* The keys of period p from the shared secret (cached; tk_mu held):
+ * HKDF-SHA256(ikm = secret, salt = label, info = label || p as 8 bytes big
+ * endian) expanded to the key name, the HMAC key and the AES key. */
+static const struct tkey *tkey_period(uint64_t p)
+{
+	static const char label[] = "herald ticket key";
+	uint8_t info[sizeof(label) - 1 + 8], okm[16 + 32 + 32];
+	struct tkey *k = &tkeys[p % 3];
+
+	if (k->set && k->born == p)
+		return k;
+	memcpy(info, label, sizeof(label) - 1);
+	for (int i = 0; i < 8; i++)
+		info[sizeof(label) - 1 + i] = (uint8_t)(p >> (56 - 8 * i));
+	if (!HKDF(okm, sizeof(okm), EVP_sha256(), tk_secret, tk_secret_len,
+		  (const uint8_t *)label, sizeof(label) - 1, info, sizeof(info)))
+		cm_panic(__FILE__, __LINE__, "HKDF failed");
+	memcpy(k->name, okm, 16);
+	memcpy(k->hmac, okm + 16, 32);
+	memcpy(k->aes, okm + 48, 32);
+	OPENSSL_cleanse(okm, sizeof(okm));
+	k->born = p;
+	k->set = true;
+	return k;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Derived keys: encrypt with the current period's key; decrypt with the
+ * current one, the previous one (renewing the ticket) or the next one (a
+ * gateway whose clock is a little ahead issued it). */
+static int ticket_cb_shared(uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *ectx,
+			    HMAC_CTX *hctx, int encrypt)
+{
+	uint64_t p = wall_ms() / tk_period_ms;
+	const struct tkey *k;
+
+	if (encrypt) {
+		k = tkey_period(p);
+		memcpy(key_name, k->name, 16);
+		RAND_bytes(iv, 16);
+		if (EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) &&
+		    HMAC_Init_ex(hctx, k->hmac, sizeof(k->hmac), EVP_sha256(), NULL))
+			return 1;
+		return -1;
+	}
+	for (int d = 0; d < 3; d++) {
+		uint64_t q = d == 0 ? p : d == 1 ? p - 1 : p + 1;
+		k = tkey_period(q);
+		if (memcmp(key_name, k->name, 16))
+			continue;
+		if (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) &&
+		    HMAC_Init_ex(hctx, k->hmac, sizeof(k->hmac), EVP_sha256(), NULL))
+			return d == 1 ? 2 : 1; /* 2: valid, but issue a fresh ticket */
+		return -1;
+	}
+	return 0;
+}
+
 static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *ectx,
 		     HMAC_CTX *hctx, int encrypt)
 {
@@ -112,7 +200,12 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *e
 
 	(void)ssl;
 	pthread_mutex_lock(&tk_mu);
-	if (!tkeys[0].set || now - tkeys[0].born >= TICKET_ROTATE_MS) {
+	if (tk_secret_len) {
+		ret = ticket_cb_shared(key_name, iv, ectx, hctx, encrypt);
+		pthread_mutex_unlock(&tk_mu);
+		return ret;
+	}
+	if (!tkeys[0].set || now - tkeys[0].born >= tk_period_ms) {
 		tkeys[1] = tkeys[0];
 		tkey_new(&tkeys[0]);
 	}
