@@ -101,6 +101,7 @@ struct gw_metrics {
 	atomic_ulong tls_full, tls_resumed, tls_failed;
 	atomic_ulong slow;
 	atomic_ulong rate_limited, enobufs;
+	atomic_ulong accept_err[3];    /* failed accepts: EMFILE, ENFILE, other */
 	atomic_long open, conns, subs; /* gauges */
 };
 
@@ -177,6 +178,7 @@ struct gw_worker {
 	int lfd[2];               /* listeners: plain, tls (-1 when none) */
 	bool accepting[2];
 	struct cm_timer *accept_retry;
+	uint32_t accept_fails;    /* failed accepts in the current burst (0: none) */
 	/* provided buffers */
 	struct io_uring_buf_ring *br;
 	size_t br_bytes;
@@ -217,6 +219,7 @@ struct gw {
 	atomic_bool cluster_up;    /* worker 0's view of the link, every 500 ms */
 	atomic_long open;          /* open WebSocket connections (ccu) */
 	atomic_long conns;         /* every accepted connection still held */
+	long max_held;             /* cap on conns (descriptors permitting) */
 	atomic_ulong anon;
 	uint64_t start_ms;
 };

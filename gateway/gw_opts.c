@@ -34,6 +34,9 @@ static const char usage[] =
 	"  --max-conns N              open connections (default 100000; 503 beyond)\n"
 	"  --max-message-bytes N      client message limit (default 64KiB; 1009 beyond)\n"
 	"  --max-queued-bytes N       queued bytes per connection (default 1MiB; 1008)\n"
+	"  --sndbuf N                 SO_SNDBUF per client socket (default 0: kernel\n"
+	"                             autotuning); small bounds kernel memory per slow\n"
+	"                             client, at the cost of throughput to far clients\n"
 	"  --ping-interval D          server ping interval (default 25s)\n"
 	"  --idle-timeout D           close (1001) after D without a client frame (60s)\n"
 	"  --handshake-timeout D      TLS + HTTP upgrade deadline (default 10s)\n"
@@ -50,7 +53,7 @@ static const char usage[] =
 
 enum {
 	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
-	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_PING, O_IDLE, O_HS, O_DRAIN,
+	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_SNDBUF, O_PING, O_IDLE, O_HS, O_DRAIN,
 	O_PUB, O_RATE, O_BURST, O_MAXSUBS, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
 	O_TKFILE, O_TKPERIOD,
 };
@@ -70,6 +73,7 @@ static const struct option longopts[] = {
 	{ "max-conns", required_argument, NULL, O_MAXCONNS },
 	{ "max-message-bytes", required_argument, NULL, O_MAXMSG },
 	{ "max-queued-bytes", required_argument, NULL, O_MAXQ },
+	{ "sndbuf", required_argument, NULL, O_SNDBUF },
 	{ "ping-interval", required_argument, NULL, O_PING },
 	{ "idle-timeout", required_argument, NULL, O_IDLE },
 	{ "handshake-timeout", required_argument, NULL, O_HS },
@@ -352,6 +356,10 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_MAXQ:
 			if (gw_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
+			break;
+		case O_SNDBUF:
+			if (gw_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)
+				return fail(err, errcap, "--sndbuf: bad size '%s'", v);
 			break;
 		case O_PING:
 			if (gw_parse_duration(v, &o->ping_ms) || o->ping_ms < 10)
