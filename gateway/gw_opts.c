@@ -1,5 +1,4 @@
 #include "gw_opts.h"
-#include "gw.h"
 #include "cm_flags.h"
 #include "cm_net.h"
 
@@ -427,9 +426,6 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		return fail(err, errcap, "--tls-listen needs --cert and --key");
 	if (ticket_file && read_ticket_secret(o, ticket_file, err, errcap))
 		return -1;
-	/* the TLS context is made later (gw_tls_ctx_new); its ticket keys come
-	 * from here */
-	gw_tls_ticket_secret(o->ticket_secret, o->ticket_secret_len, o->ticket_period_ms);
 	if (!o->has_listen && !o->has_tls) {
 		strcpy(o->listen_host, "0.0.0.0");
 		o->listen_port = 8080;

@@ -174,6 +174,7 @@ int gw_run(struct gw_opts *o)
 	g->streams = gw_streams_new(o->standalone);
 	g->sessions = gw_sessions_new();
 	if (o->has_tls) {
+		gw_tls_ticket_secret(o->ticket_secret, o->ticket_secret_len, o->ticket_period_ms);
 		g->ssl_ctx = gw_tls_ctx_new(o->cert, o->key);
 		if (!g->ssl_ctx)
 			return 1;
