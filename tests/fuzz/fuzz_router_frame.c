@@ -1,4 +1,4 @@
-// fuzz-sources: router/rt_frame.c router/rt_gw.c router/rt_map.c router/rt_table.c common/cm_buf.c common/cm_log.c build/gen/proto/cluster.pb-c.c
+// fuzz-sources: router/rt_frame.c router/rt_gw.c router/rt_map.c router/rt_table.c common/cm_buf.c common/cm_log.c common/cm_client.c common/cm_b64.c common/cm_utf8.c common/cm_packet.c common/cm_ws.c build/gen/proto/cluster.pb-c.c build/gen/proto/client.pb-c.c
 /* fuzz_router_frame — the router's Redis inputs against arbitrary bytes.
  *
  * An in-process router (rt_router.c is included to reach its subscriber
@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_client.h"
 #include "router/rt_router.c"
 
 #define FAIL(...)                                                     \
@@ -699,6 +700,13 @@ static bool name_ok(const ProtobufCBinaryData *name)
 	return name->len >= 1 && name->len <= RT_NAME_MAX;
 }
 
+/* A stream the router takes: a client stream name, not a reserved user: one. */
+static bool stream_ok(const ProtobufCBinaryData *name)
+{
+	return cm_stream_valid((const char *)name->data, name->len) &&
+	       !(name->len >= 5 && !memcmp(name->data, "user:", 5));
+}
+
 struct mark_chk {
 	const struct rt_gw *gw;
 	bool bad;
@@ -733,7 +741,7 @@ static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *
 	switch (ev->body_case) {
 	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_INTEREST: {
 		const Herald__Cluster__Interest *in = ev->interest;
-		if (!name_ok(&in->stream))
+		if (!name_ok(&in->stream) || !stream_ok(&in->stream))
 			break;
 		if (holds(gw, RT_STREAM, &in->stream) != in->add)
 			FAIL("gateway %s: interest %s in %.*s not applied", id,
@@ -755,7 +763,7 @@ static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *
 		if (!answer_counts)
 			break;
 		for (size_t i = 0; i < ra->n_streams; i++)
-			if (name_ok(&ra->streams[i]) && !holds(gw, RT_STREAM, &ra->streams[i]))
+			if (stream_ok(&ra->streams[i]) && !holds(gw, RT_STREAM, &ra->streams[i]))
 				FAIL("gateway %s: a stream its answer named is not held", id);
 		for (size_t i = 0; i < ra->n_users; i++)
 			if (name_ok(&ra->users[i]) && !holds(gw, RT_USER, &ra->users[i]))
