@@ -17,6 +17,7 @@
  * scan (8 bytes at a time where nothing needs escaping), allocates once,
  * and writes straight into the packet. */
 #include "cm_client.h"
+#include "cm_pb.h"
 #include "cm_b64.h"
 #include "cm_log.h"
 #include "cm_packet.h"
@@ -884,30 +885,15 @@ static const uint8_t *reply_msg(const char *msg, size_t *n, uint8_t **tmp)
 
 /* ----------------------------------------------------- protobuf writing */
 
-static size_t varint_len(uint64_t v)
+static inline uint8_t *varint_write(uint8_t *o, uint64_t v)
 {
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static uint8_t *varint_write(uint8_t *o, uint64_t v)
-{
-	while (v >= 0x80) {
-		*o++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*o++ = (uint8_t)v;
-	return o;
+	return o + cm_pb_varint_put(o, v);
 }
 
 /* Length-delimited field: tag + length + bytes. */
 static size_t ld_len(size_t n)
 {
-	return 1 + varint_len(n) + n;
+	return 1 + cm_pb_varint_len(n) + n;
 }
 
 /* ------------------------------------------------------------------ replies */
@@ -921,10 +907,10 @@ size_t cm_reply_ok(enum cm_fmt fmt, uint64_t id, uint8_t *out, size_t cap)
 static size_t reply_len(enum cm_fmt fmt, uint64_t id, int code, const uint8_t *m, size_t mlen)
 {
 	if (fmt == CM_FMT_PROTOBUF) {
-		size_t result = code ? ld_len((code ? varint_len((uint64_t)(uint32_t)code) + 1 : 0) +
+		size_t result = code ? ld_len((code ? cm_pb_varint_len((uint64_t)(uint32_t)code) + 1 : 0) +
 					      (mlen ? ld_len(mlen) : 0))
 				     : ld_len(0);
-		size_t reply = (id ? 1 + varint_len(id) : 0) + result;
+		size_t reply = (id ? 1 + cm_pb_varint_len(id) : 0) + result;
 		return ld_len(reply);
 	}
 	if (!code)
@@ -940,9 +926,9 @@ static uint8_t *reply_write(enum cm_fmt fmt, uint64_t id, int code, const uint8_
 {
 	if (fmt == CM_FMT_PROTOBUF) {
 		/* ServerMessage{reply(1) = Reply{id(1), ok(2) | error(3){code(1), message(2)}}} */
-		size_t err = code ? varint_len((uint64_t)(uint32_t)code) + 1 + (mlen ? ld_len(mlen) : 0) : 0;
+		size_t err = code ? cm_pb_varint_len((uint64_t)(uint32_t)code) + 1 + (mlen ? ld_len(mlen) : 0) : 0;
 		size_t result = ld_len(err);
-		size_t reply = (id ? 1 + varint_len(id) : 0) + result;
+		size_t reply = (id ? 1 + cm_pb_varint_len(id) : 0) + result;
 		*o++ = 0x0a;
 		o = varint_write(o, reply);
 		if (id) {
@@ -1024,7 +1010,7 @@ struct cm_packet *cm_push_packet(enum cm_fmt fmt, const char *stream, size_t str
 		/* ServerMessage{push(2) = Push{stream(1), offset(2), data(3)}};
 		 * proto3 leaves out fields holding their default. */
 		size_t push = (stream_len ? ld_len(stream_len) : 0) +
-			      (offset ? 1 + varint_len(offset) : 0) + (len ? ld_len(len) : 0);
+			      (offset ? 1 + cm_pb_varint_len(offset) : 0) + (len ? ld_len(len) : 0);
 		size = ld_len(push);
 		p = cm_packet_new(CM_PACKET_HEADROOM + size);
 		o = start = p->data + CM_PACKET_HEADROOM;

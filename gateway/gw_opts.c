@@ -120,37 +120,24 @@ static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return 0;
 }
 
-static int read_secret(struct gw_opts *o, const char *path, char *err, size_t cap)
+/* Reads a secret file for `flag` into *out (replacing what was there); at
+ * least min bytes. Secrets are never logged, only their reading errors. */
+static int read_secret(const char *flag, const char *path, size_t min, uint8_t **out,
+		       size_t *out_len, char *err, size_t cap)
 {
 	char why[256];
 	size_t n;
 	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
 
 	if (!p)
-		return fail(err, cap, "--jwt-secret-file %s", why);
-	free(o->jwt_secret);
-	o->jwt_secret = p;
-	o->jwt_secret_len = n;
-	return 0;
-}
-
-/* The shared ticket secret: never logged, only its reading errors. */
-static int read_ticket_secret(struct gw_opts *o, const char *path, char *err, size_t cap)
-{
-	char why[256];
-	size_t n;
-	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
-
-	if (!p)
-		return fail(err, cap, "--tls-ticket-key-file %s", why);
-	if (n < 32) {
+		return fail(err, cap, "%s %s", flag, why);
+	if (n < min) {
 		free(p);
-		return fail(err, cap, "--tls-ticket-key-file %s: %zu bytes, want at least 32",
-			    path, n);
+		return fail(err, cap, "%s %s: %zu bytes, want at least %zu", flag, path, n, min);
 	}
-	free(o->ticket_secret);
-	o->ticket_secret = p;
-	o->ticket_secret_len = n;
+	free(*out);
+	*out = p;
+	*out_len = n;
 	return 0;
 }
 
@@ -424,7 +411,8 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		return fail(err, errcap, "unexpected argument '%s'", argv[optind]);
 	if (o->has_tls && (!o->cert || !o->key))
 		return fail(err, errcap, "--tls-listen needs --cert and --key");
-	if (ticket_file && read_ticket_secret(o, ticket_file, err, errcap))
+	if (ticket_file && read_secret("--tls-ticket-key-file", ticket_file, 32, &o->ticket_secret,
+					&o->ticket_secret_len, err, errcap))
 		return -1;
 	if (!o->has_listen && !o->has_tls) {
 		strcpy(o->listen_host, "0.0.0.0");
@@ -434,7 +422,8 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	if (o->auth_jwt) {
 		const char *env = getenv("HERALD_JWT_SECRET");
 		if (secret_file) {
-			if (read_secret(o, secret_file, err, errcap))
+			if (read_secret("--jwt-secret-file", secret_file, 1, &o->jwt_secret,
+					&o->jwt_secret_len, err, errcap))
 				return -1;
 		} else if (env && *env) {
 			o->jwt_secret_len = strlen(env);

@@ -1,6 +1,7 @@
 #include "rt_frame.h"
 
 #include "cm_log.h"
+#include "cm_pb.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,23 +11,7 @@
 
 size_t rt_varint(uint8_t *p, uint64_t v)
 {
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
+	return cm_pb_varint_put(p, v);
 }
 
 static void reserve(struct rt_frame *f, size_t more)
@@ -67,7 +52,7 @@ void rt_frame_acks(struct rt_frame *f, const uint64_t *ids, size_t n)
 	if (!n)
 		return;
 	for (size_t i = 0; i < n; i++)
-		body += varint_len(ids[i]);
+		body += cm_pb_varint_len(ids[i]);
 	reserve(f, 1 + 10 + body);
 	f->p[f->len++] = TAG(4, 2);
 	f->len += rt_varint(f->p + f->len, body);
@@ -80,7 +65,7 @@ void rt_frame_resync(struct rt_frame *f, uint64_t epoch)
 	CM_ASSERT(f->open);
 	reserve(f, 2 + 1 + 10);
 	f->p[f->len++] = TAG(5, 2);
-	f->p[f->len++] = (uint8_t)(1 + varint_len(epoch));
+	f->p[f->len++] = (uint8_t)(1 + cm_pb_varint_len(epoch));
 	f->p[f->len++] = TAG(1, 0);
 	f->len += rt_varint(f->p + f->len, epoch);
 }
@@ -123,14 +108,14 @@ size_t rt_delivery_encode(uint8_t *out, size_t cap, enum rt_delivery_kind kind,
 
 	/* proto3: fields at their default value are omitted. */
 	if (kind)
-		body += 1 + varint_len((uint64_t)kind);
+		body += 1 + cm_pb_varint_len((uint64_t)kind);
 	if (name_len)
-		body += 1 + varint_len(name_len) + name_len;
+		body += 1 + cm_pb_varint_len(name_len) + name_len;
 	if (offset)
-		body += 1 + varint_len(offset);
+		body += 1 + cm_pb_varint_len(offset);
 	if (len)
-		body += 1 + varint_len(len) + len;
-	need = 1 + varint_len(body) + body;
+		body += 1 + cm_pb_varint_len(len) + len;
+	need = 1 + cm_pb_varint_len(body) + body;
 	if (need > cap)
 		return need;
 	out[n++] = TAG(3, 2);
