@@ -3,42 +3,9 @@
 #include <string.h>
 
 #include "cm_utf8.h"
+#include "tests/utf8_ref.h"
 
 #define V(s) cm_utf8_valid((const uint8_t *)(s), sizeof(s) - 1)
-
-/* A slow, obviously-correct reference: decode each character by hand. */
-static bool ref_valid(const uint8_t *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint32_t c = p[i];
-		size_t len;
-		uint32_t min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xE0) == 0xC0) {
-			len = 2, min = 0x80, c &= 0x1F;
-		} else if ((c & 0xF0) == 0xE0) {
-			len = 3, min = 0x800, c &= 0x0F;
-		} else if ((c & 0xF8) == 0xF0) {
-			len = 4, min = 0x10000, c &= 0x07;
-		} else {
-			return false;
-		}
-		if (i + len > n)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((p[i + k] & 0xC0) != 0x80)
-				return false;
-			c = (c << 6) | (p[i + k] & 0x3F);
-		}
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return false;
-		i += len;
-	}
-	return true;
-}
 
 /* Encodes code point c (no checks) into out; returns the length. */
 static size_t encode(uint32_t c, uint8_t *out)
