@@ -74,6 +74,10 @@ struct cm_loop {
 	struct cm_hook *inbox, *spare;
 	unsigned ninbox, capinbox, capspare;
 	atomic_bool bell;   /* a doorbell is on its way (or being answered) */
+	/* Batched waits (cm_loop_set_wait): at least wait_nr completions or
+	 * wait_ts, whichever comes first. wait_nr 0: one completion. */
+	unsigned wait_nr;
+	struct __kernel_timespec wait_ts;
 };
 
 static void timer_free(struct cm_timer *t)
@@ -220,18 +224,30 @@ static void on_poll(void *ctx, struct io_uring_cqe *cqe)
 	}
 }
 
-struct cm_loop *cm_loop_new(unsigned entries)
+static struct cm_loop *loop_new(unsigned entries, bool local)
 {
 	struct cm_loop *loop = cm_xcalloc(1, sizeof(*loop));
 	struct io_uring_params p;
-	int ret;
+	int ret = -EINVAL;
 
-	memset(&p, 0, sizeof(p));
-	/* Not SINGLE_ISSUER/DEFER_TASKRUN: a loop may be created on one thread
-	 * and run on another. COOP_TASKRUN spares the IPIs all the same. */
-	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-	p.cq_entries = entries * 4;
-	ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+	if (local) {
+		/* Task work runs only when this thread asks for completions
+		 * (DEFER_TASKRUN), so an arriving packet need not wake it:
+		 * with a batched wait the kernel wakes it once per batch. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+	}
+	if (ret == -EINVAL) {
+		/* Not SINGLE_ISSUER/DEFER_TASKRUN: a loop may be created on one
+		 * thread and run on another. COOP_TASKRUN spares the IPIs all
+		 * the same. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &loop->ring, &p);
+	}
 	if (ret == -EINVAL) {
 		memset(&p, 0, sizeof(p));
 		p.flags = IORING_SETUP_CQSIZE;
@@ -251,6 +267,23 @@ struct cm_loop *cm_loop_new(unsigned entries)
 	cm_loop_set_kind(loop, CM_K_TIMER, on_timer, loop);
 	cm_loop_set_kind(loop, CM_K_POLL, on_poll, loop);
 	return loop;
+}
+
+struct cm_loop *cm_loop_new(unsigned entries)
+{
+	return loop_new(entries, false);
+}
+
+struct cm_loop *cm_loop_new_local(unsigned entries)
+{
+	return loop_new(entries, true);
+}
+
+void cm_loop_set_wait(struct cm_loop *loop, unsigned nr, unsigned usec)
+{
+	loop->wait_nr = nr > 1 ? nr : 0;
+	loop->wait_ts.tv_sec = usec / 1000000;
+	loop->wait_ts.tv_nsec = (long long)(usec % 1000000) * 1000;
 }
 
 void cm_loop_free(struct cm_loop *loop)
@@ -410,7 +443,13 @@ int cm_loop_run(struct cm_loop *loop)
 		unsigned head, n;
 		int ret;
 
-		ret = io_uring_submit_and_wait(&loop->ring, 1);
+		if (loop->wait_nr) {
+			struct io_uring_cqe *first;
+			ret = io_uring_submit_and_wait_timeout(&loop->ring, &first, loop->wait_nr,
+							       &loop->wait_ts, NULL);
+		} else {
+			ret = io_uring_submit_and_wait(&loop->ring, 1);
+		}
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
 			cm_error("io_uring_submit_and_wait: %s", strerror(-ret));
 			return ret;

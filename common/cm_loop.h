@@ -51,6 +51,15 @@ typedef void (*cm_fn)(void *arg);
 /* Creates a loop with a submission queue of `entries` (power of two) and a
  * completion queue four times larger. Aborts if io_uring is unavailable. */
 struct cm_loop *cm_loop_new(unsigned entries);
+/* The same for a loop that one thread creates, runs and submits to
+ * (SINGLE_ISSUER|DEFER_TASKRUN, falling back to cm_loop_new's setup on an
+ * older kernel); other threads may still cm_loop_post() to it. */
+struct cm_loop *cm_loop_new_local(unsigned entries);
+/* Each turn waits for at least nr completions or usec microseconds,
+ * whichever comes first (nr <= 1: for one completion, the default). On a
+ * cm_loop_new_local() loop the kernel then wakes the thread once per batch
+ * rather than once per arriving packet. */
+void cm_loop_set_wait(struct cm_loop *loop, unsigned nr, unsigned usec);
 void cm_loop_free(struct cm_loop *loop);
 
 struct io_uring *cm_loop_ring(struct cm_loop *loop);

@@ -65,6 +65,7 @@ struct ld_opts {
 	char ready_file[1024];    /* created once the ramp is done */
 	bool quiet;
 	unsigned pipeline;        /* max PUBLISH commands per pipelined batch */
+	unsigned batch, batch_us; /* a worker waits for batch completions or batch_us */
 };
 
 /* Fills defaults, parses argv, and checks the combination. Returns 0, 1

@@ -952,7 +952,8 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx)
 		if (c->slow)
 			w->st->slow_total++;
 	}
-	w->loop = cm_loop_new(4096);
+	w->loop = cm_loop_new_local(4096);
+	cm_loop_set_wait(w->loop, o->batch, o->batch_us);
 	w->ring = cm_loop_ring(w->loop);
 	if ((ret = bufs_init(w)) < 0) {
 		cm_error("worker %u: receive buffer ring: %s", idx, strerror(-ret));

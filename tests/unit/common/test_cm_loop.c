@@ -279,3 +279,70 @@ Test(cm_loop, posts_from_many_threads_keep_each_senders_order)
 		cm_loop_free(f.senders[i]);
 	cm_loop_free(f.target);
 }
+
+/* A batched wait on a local loop: one completion waits for the timeout,
+ * since the batch never fills; a full batch ends the wait. */
+struct batch_ctx {
+	struct cm_loop *loop;
+	int fd, events;
+	uint64_t first_ms;
+};
+
+static void on_batch_readable(void *arg, int events)
+{
+	struct batch_ctx *b = arg;
+	char buf[16];
+	(void)events;
+	if (b->events++ == 0)
+		b->first_ms = cm_now_ms();
+	cr_assert_gt(read(b->fd, buf, sizeof(buf)), 0);
+	cm_loop_stop(b->loop);
+}
+
+Test(cm_loop, batched_wait_holds_a_lone_completion_until_its_timeout)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	struct batch_ctx b = { .loop = cm_loop_new_local(64), .fd = fds[0] };
+	cm_loop_set_wait(b.loop, 64, 60 * 1000);
+	cm_poll_start(b.loop, fds[0], POLLIN, true, on_batch_readable, &b);
+	cr_assert_eq(write(fds[1], "a", 1), 1);
+	uint64_t t0 = cm_now_ms();
+	cr_assert_eq(cm_loop_run(b.loop), 0);
+	cr_assert_eq(b.events, 1);
+	cr_assert_geq(b.first_ms - t0, 50, "dispatched after %llu ms, before the 60 ms wait ended",
+		      (unsigned long long)(b.first_ms - t0));
+	cm_loop_free(b.loop);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void *run_local(void *arg)
+{
+	struct xthread *x = arg;
+	struct cm_loop *b = cm_loop_new_local(256);
+	cm_loop_set_wait(b, 16, 1000);
+	cm_timer_start(b, 5000, false, wake, NULL);
+	__atomic_store_n(&x->b, b, __ATOMIC_RELEASE);
+	cm_loop_run(b);
+	return NULL;
+}
+
+Test(cm_loop, a_local_loop_with_batched_waits_takes_posts_in_order)
+{
+	struct xthread x = { .order_ok = 1 };
+	pthread_t tb;
+	x.a = cm_loop_new(256);
+	cr_assert_eq(pthread_create(&tb, NULL, run_local, &x), 0);
+	x.self_b = tb;
+	for (int i = 0; i < 1000 && !__atomic_load_n(&x.b, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	cr_assert_not_null(__atomic_load_n(&x.b, __ATOMIC_ACQUIRE));
+	cm_timer_start(x.a, 1, false, send_all, &x);
+	cr_assert_eq(cm_loop_run(x.a), 0);
+	pthread_join(tb, NULL);
+	cr_assert_eq(atomic_load(&x.received), 1000);
+	cr_assert(x.order_ok);
+	cm_loop_free(x.a);
+	cm_loop_free(x.b);
+}

@@ -101,3 +101,16 @@ Test(ld_opts, slow_and_churn_have_defaults)
 	cr_assert_float_eq(o.churn_rate, 50, 1e-9);
 	cr_assert_not(o.publish);
 }
+
+Test(ld_opts, batch_waits_default_and_bounds)
+{
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1"), 0, "%s", err);
+	cr_assert_eq(o.batch, 32);
+	cr_assert_eq(o.batch_us, 200);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--batch", "1", "--batch-us", "1000"), 0, "%s", err);
+	cr_assert_eq(o.batch, 1);
+	cr_assert_eq(o.batch_us, 1000);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--batch", "0"), -1);
+	cr_assert(strstr(err, "--batch"), "%s", err);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--batch-us", "0"), -1);
+}
