@@ -39,7 +39,7 @@ GW_O     := $(patsubst %.c,$(BUILD)/%.o,$(filter-out gateway/main.c,$(wildcard g
 RT_O     := $(patsubst %.c,$(BUILD)/%.o,$(filter-out router/main.c,$(wildcard router/*.c)))
 LD_O     := $(patsubst %.c,$(BUILD)/%.o,$(filter-out loadtest/main.c,$(wildcard loadtest/*.c)))
 
-BINS     := $(BUILD)/herald-gateway $(BUILD)/herald-router $(BUILD)/herald-load
+BINS     := $(BUILD)/herald-gateway $(BUILD)/herald-router $(BUILD)/herald-load $(BUILD)/herald-ceiling
 
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
@@ -68,6 +68,9 @@ $(BUILD)/herald-router: $(BUILD)/router/main.o $(RT_O) $(COMMON_O)
 	$(CC) $(LDSAN) -pthread -o $@ $^ $(MALLOC) $(LIBS)
 $(BUILD)/herald-load: $(BUILD)/loadtest/main.o $(LD_O) $(COMMON_O)
 	$(CC) $(LDSAN) -pthread -o $@ $^ $(MALLOC) $(LIBS)
+# The loopback send ceiling that make bench compares herald's fan-out with.
+$(BUILD)/herald-ceiling: $(BUILD)/bench/ceiling.o
+	$(CC) $(LDSAN) -o $@ $^ -luring
 
 # A unit test links the objects of the folder it mirrors (tests/unit/<folder>/).
 $(BUILD)/tests/unit/common/%: $(BUILD)/tests/unit/common/%.o $(COMMON_O)

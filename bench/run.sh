@@ -24,7 +24,7 @@ B=${HERALD_BUILD:-$ROOT/build}
 case "$B" in /*) ;; *) B=$ROOT/$B ;; esac
 . "$ROOT/bench/lib.sh"
 
-for bin in herald-gateway herald-router herald-load; do
+for bin in herald-gateway herald-router herald-load herald-ceiling; do
 	[ -x "$B/$bin" ] || { echo "bench: $B/$bin is missing (run make first)" >&2; exit 1; }
 done
 for tool in redis-server redis-cli jq openssl taskset; do
@@ -48,7 +48,8 @@ SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,12
 if [ "$MODE" = full ]; then
 	CONN_N=100000 CONN_GW=7 CONN_W=7 CONN_RATE=4000 BC_RATES=1,2,4,8 BC_DUR=4
 	MEM_SIZES="10000 19000"
-	FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,600,700,800,900,1000,1200,1500,2000,2500,3000 FAN_RUNS=3 FAN_DUR=4
+	CEIL_NS="9000 19000" CEIL_RUNS=3 CEIL_DUR=5
+	FAN_GW=2 FAN_N=20000 FAN_S=200 FAN_RATES=100,300,500,600,700,800,900,1000,1200,1500,2000,2500,3000 FAN_RUNS=3 FAN_DUR=4
 	FAN_WSS_RATES=100,200,300,400,500,600,700,800,900,1000,1200
 	HALF_RUNS=3 HALF_DUR=8
 	HS_N=6000 HS_RUNS=3
@@ -60,7 +61,8 @@ if [ "$MODE" = full ]; then
 else
 	CONN_N=2000 CONN_GW=2 CONN_W=2 CONN_RATE=2000 BC_RATES=1,5 BC_DUR=2
 	MEM_SIZES="1000"
-	FAN_N=2000 FAN_S=20 FAN_RATES=100,300 FAN_RUNS=1 FAN_DUR=2
+	CEIL_NS=2000 CEIL_RUNS=1 CEIL_DUR=2
+	FAN_GW=1 FAN_N=2000 FAN_S=20 FAN_RATES=100,300 FAN_RUNS=1 FAN_DUR=2
 	FAN_WSS_RATES=100,200
 	HALF_RUNS=1 HALF_DUR=2
 	HS_N=500 HS_RUNS=1
@@ -206,16 +208,44 @@ s_memory() {
 }
 
 # ---------------------------------------------------------------------------
+# The ceiling: build/herald-ceiling, a bare io_uring loop that only sends a
+# 134-byte frame round-robin to N loopback connections, pinned like the
+# fan-out (sender on core 0, its receiver on core 1). The fan-out below is
+# reported as a share of it, measured in the same suite run.
+declare -A CEIL
+s_ceiling() {
+	local sec="Ceiling" n run name v vals
+	for n in $CEIL_NS; do
+		vals=()
+		for run in $(seq 1 "$CEIL_RUNS"); do
+			name="ceiling-$n-$run"
+			if timeout --kill-after=5 120 "$B/herald-ceiling" --conns "$n" --seconds "$CEIL_DUR" \
+				--source-ips "$SRC_IPS" ${PIN_SRV:+--send-cpu "$PIN_SRV"} ${PIN_LOAD:+--recv-cpu "$PIN_LOAD"} \
+				--out "$WD/$name.json" 2>"$WD/$name.log"; then
+				v=$(jget "$name" '.sends_per_s')
+				[ -n "$v" ] && vals+=("$v")
+			else
+				failed "$sec" "$n connections, run $run" "$(tail -n 1 "$WD/$name.log")"
+			fi
+		done
+		[ ${#vals[@]} -eq 0 ] && continue
+		CEIL[$n]=$(median "${vals[@]}")
+		fig "$sec" "bare io_uring loop: 134-byte frame to $n loopback connections, one core (median of ${#vals[@]}: $(for v in "${vals[@]}"; do fmt "$v"; done | paste -sd' '))" \
+			"$(fmt "${CEIL[$n]}") sends/s" "$(awk -v s="${CEIL[$n]}" 'BEGIN{printf "%.2f", 1e6 / s}') us per send, everything on the core included (the receiver's kernel work lands there on loopback)"
+	done
+}
+
+# ---------------------------------------------------------------------------
 # 3. Fan-out: FAN_N clients over FAN_S streams at increasing rates, gateway,
 #    router and Redis pinned to core 0, the load to core 1; FAN_RUNS runs.
 BEST_RATES=()
 s_fanout() {
-	local sec="Fan-out" run name best d p99
+	local sec="Fan-out" run name best d p99 opened=()
 	local per=$((FAN_N / FAN_S))
 	for run in $(seq 1 "$FAN_RUNS"); do
 		name="fanout-$run"
 		log "== fan-out run $run: $FAN_N clients over $FAN_S streams, rates $FAN_RATES"
-		if ! cluster_start 1 "$PIN_SRV"; then
+		if ! cluster_start "$FAN_GW" "$PIN_SRV"; then
 			failed "$sec" "run $run" "cluster did not start"
 			cluster_stop
 			continue
@@ -230,8 +260,11 @@ s_fanout() {
 		fi
 		best=$(jget "$name" '.best_ok_step.rate // empty')
 		[ -n "$best" ] && BEST_RATES+=("$best")
+		opened+=("$(jget "$name" '.connect.opened')")
 		cluster_stop
 	done
+	[ ${#opened[@]} -gt 0 ] && fig "$sec" "clients connected per run ($FAN_GW gateways, each under the descriptor limit)" \
+		"${opened[*]}" "of $FAN_N"
 	# per-rate medians over the runs that reached the rate
 	local rates r vals
 	rates=$(cat "$WD"/fanout-*.json 2>/dev/null | jq -r '.steps[]?.rate' | sort -gu)
@@ -258,6 +291,11 @@ s_fanout() {
 			"$(fmt "$best") msgs/s" \
 			"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s; $(awk -v b="$best" 'BEGIN{printf "%.2fx the 1000 msgs/s target, %.2fx Nchan/Socket.IO (300), %.2fx uWebSockets (400) as the issue measured them", b/1000, b/300, b/400}')"
 		BEST_RATE=$best
+		for n in "${!CEIL[@]}"; do
+			fig "$sec" "highest zero-loss deliveries/s as a share of the bare loop to $n connections (same suite run)" \
+				"$(awk -v b="$best" -v p="$per" -v c="${CEIL[$n]}" 'BEGIN{printf "%.0f%%", 100 * b * p / c}')" \
+				"$(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") of $(fmt "${CEIL[$n]}") per second; the issue's target is 80% (1000 msgs/s of its 125k ceiling)"
+		done
 		headline "fan-out, $FAN_N clients over $FAN_S streams, pinned: $(fmt "$best") msgs/s ($(fmt "$(awk -v b="$best" -v p="$per" 'BEGIN{print b*p}')") deliveries/s) with zero loss and p99 < 100 ms (median of ${#BEST_RATES[@]}; target 1000)"
 	else
 		fig "$sec" "highest zero-loss rate with p99 < 100 ms" "none" "no rate passed (lowest tried: ${FAN_RATES%%,*} msgs/s)"
@@ -271,7 +309,7 @@ s_fanout() {
 s_fanout_wss() {
 	local sec="Fan-out over wss" name=fwss best per=$((FAN_N / FAN_S))
 	log "== fan-out over wss: $FAN_N clients over $FAN_S streams, rates $FAN_WSS_RATES"
-	if ! cluster_start 1 "$PIN_SRV"; then
+	if ! cluster_start "$FAN_GW" "$PIN_SRV"; then
 		failed "$sec" "$FAN_N wss clients" "cluster did not start"
 		cluster_stop
 		return
@@ -312,7 +350,7 @@ s_half() {
 	for run in $(seq 1 "$HALF_RUNS"); do
 		name="half-$run"
 		log "== latency run $run at $half msgs/s"
-		if ! cluster_start 1 "$PIN_SRV"; then
+		if ! cluster_start "$FAN_GW" "$PIN_SRV"; then
 			failed "$sec" "run $run at $half msgs/s" "cluster did not start"
 			cluster_stop
 			continue
@@ -501,7 +539,7 @@ s_relay() {
 }
 
 # BENCH_ONLY="fanout half" runs a subset (development); the default is all.
-for s in ${BENCH_ONLY:-connections memory fanout fanout_wss half handshakes slow local relay}; do
+for s in ${BENCH_ONLY:-connections memory ceiling fanout fanout_wss half handshakes slow local relay}; do
 	"s_$s"
 done
 
