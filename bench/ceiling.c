@@ -43,6 +43,8 @@
 
 struct opts {
 	unsigned conns, frame, inflight;
+	unsigned rates[32];     /* sends per second, total, one step each */
+	unsigned nrates;        /* 0: one step, as fast as it can */
 	double seconds;
 	int send_cpu, recv_cpu;
 	struct in_addr sources[MAX_SOURCES];
@@ -85,6 +87,11 @@ static void usage(FILE *f)
 	      "  --frame B         frame bytes, 4-byte header included (134)\n"
 	      "  --seconds S       measured time after a 1 s warm-up (5)\n"
 	      "  --inflight K      sends kept in flight (1024)\n"
+	      "  --rate R1,R2      paced steps of R frames per second in all (one --seconds\n"
+	      "                    step each), sent in 1-ms batches, instead of as many\n"
+	      "                    as it can: each connection then gets one every\n"
+	      "                    conns/R s; a step reports what it sent and how busy\n"
+	      "                    the sending core was (busy_pct, with --send-cpu)\n"
 	      "  --source-ips A,B  receiver addresses, round-robin (127.0.0.2-5)\n"
 	      "  --send-cpu C      pin the sender to core C (not pinned)\n"
 	      "  --recv-cpu C      pin the receiver to core C (not pinned)\n"
@@ -126,6 +133,7 @@ static void parse(struct opts *o, int argc, char **argv)
 		{ "frame", required_argument, NULL, 'f' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "inflight", required_argument, NULL, 'k' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "source-ips", required_argument, NULL, 'i' },
 		{ "send-cpu", required_argument, NULL, 'S' },
 		{ "recv-cpu", required_argument, NULL, 'R' },
@@ -160,6 +168,19 @@ static void parse(struct opts *o, int argc, char **argv)
 				goto bad;
 			o->seconds = u;
 			break;
+		case 'r': {
+			char buf[512], *save = NULL, *tok;
+			snprintf(buf, sizeof(buf), "%s", optarg);
+			o->nrates = 0;
+			for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				if (o->nrates == 32 || parse_uint(tok, 1, 10000000, &o->rates[o->nrates]) < 0)
+					goto bad;
+				o->nrates++;
+			}
+			if (!o->nrates)
+				goto bad;
+			break;
+		}
 		case 'k':
 			if (parse_uint(optarg, 1, 4096, &o->inflight) < 0)
 				goto bad;
@@ -304,6 +325,33 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 
 /* ---------- the sender (parent) ---------- */
 
+/* Busy and total jiffies of one core from /proc/stat (idle and iowait are
+ * not busy: a task waiting in io_uring_enter counts as iowait). */
+static int cpu_ticks(int cpu, unsigned long long *busy, unsigned long long *total)
+{
+	char line[512], want[32];
+	FILE *f = fopen("/proc/stat", "r");
+	int found = -1;
+
+	if (!f)
+		return -1;
+	snprintf(want, sizeof(want), "cpu%d ", cpu);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v[10] = { 0 };
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		if (sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+			   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) < 8)
+			break;
+		*total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+		*busy = *total - v[3] - v[4];
+		found = 0;
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
 static int read_timed(int fd, void *buf, size_t len, int timeout_ms)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -321,22 +369,108 @@ static int read_timed(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+struct sender {
+	struct io_uring ring;
+	const struct opts *o;
+	int *fds;
+	const char *frame;
+	unsigned inflight, next;
+	uint64_t ok, errors;     /* completed sends, all steps */
+};
+
+struct step {
+	unsigned rate;           /* 0: unpaced */
+	double seconds, busy_pct;
+	uint64_t sends;
+};
+
+static void reap(struct sender *s)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&s->ring, head, cqe) {
+		n++;
+		if (cqe->res == (int)s->o->frame)
+			s->ok++;
+		else
+			s->errors++;
+	}
+	io_uring_cq_advance(&s->ring, n);
+	s->inflight -= n;
+}
+
+/* One step: a one-second settle at the step's rate, then `seconds` measured. */
+static void run_step(struct sender *s, unsigned rate, struct step *st)
+{
+	const struct opts *o = s->o;
+	double t_start = now_s(), t_measure = 0, t_end = t_start + 1 + o->seconds;
+	unsigned long long busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
+	uint64_t issued = 0, ok_at_start = 0;
+	bool measuring = false;
+
+	st->rate = rate;
+	st->busy_pct = -1;
+	for (;;) {
+		double t = now_s();
+
+		if (!measuring && t >= t_start + 1) {
+			measuring = true;
+			t_measure = t;
+			ok_at_start = s->ok;
+			if (o->send_cpu >= 0)
+				cpu_ticks(o->send_cpu, &busy0, &total0);
+		}
+		if (t >= t_end)
+			break;
+		while (s->inflight < o->inflight && (!rate || issued < (uint64_t)((t - t_start) * rate))) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+			if (!sqe)
+				break;
+			io_uring_prep_send(sqe, s->fds[s->next], s->frame, o->frame, MSG_NOSIGNAL);
+			io_uring_sqe_set_data64(sqe, s->next);
+			s->next = s->next + 1 == o->conns ? 0 : s->next + 1;
+			s->inflight++;
+			issued++;
+		}
+		if (rate) {
+			/* paced: what is due goes out in one submit, then sleep to
+			 * the next millisecond (batches like an event loop's) */
+			double el = now_s() - t_start;
+			double wait = (double)((uint64_t)(el * 1000) + 1) / 1000 - el;
+			io_uring_submit(&s->ring);
+			/* behind (the in-flight cap held sends back): no sleep */
+			if (issued >= (uint64_t)(el * rate) && wait > 0) {
+				struct timespec ts = { 0, (long)(wait * 1e9) };
+				nanosleep(&ts, NULL);
+			}
+			io_uring_get_events(&s->ring);
+		} else {
+			io_uring_submit_and_wait(&s->ring, 1);
+		}
+		reap(s);
+	}
+	st->seconds = now_s() - t_measure;
+	st->sends = s->ok - ok_at_start;
+	if (o->send_cpu >= 0 && cpu_ticks(o->send_cpu, &busy1, &total1) == 0 && total1 > total0)
+		st->busy_pct = 100.0 * (double)(busy1 - busy0) / (double)(total1 - total0);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t alen = sizeof(a);
-	struct io_uring ring;
+	struct sender snd;
+	struct step steps[32];
+	unsigned nsteps;
 	struct io_uring_params p;
 	int lfd, one = 1, pipefd[2], status;
 	int *fds;
 	char *frame;
 	pid_t child;
-	uint64_t sent = 0, errors = 0, got = 0, total = 0;
-	unsigned inflight = 0, next = 0;
-	double t_start, t_end, t_measure = 0, elapsed;
-	uint64_t sent_at_start = 0;
-	bool measuring = false;
+	uint64_t got = 0;
+	double t_start;
 	FILE *out = stdout;
 
 	parse(&o, argc, argv);
@@ -370,7 +504,8 @@ int main(int argc, char **argv)
 	if (child == 0) {
 		close(pipefd[0]);
 		close(lfd);
-		_exit(receiver(&o, ntohs(a.sin_port), pipefd[1], t_start + o.seconds + 120));
+		_exit(receiver(&o, ntohs(a.sin_port), pipefd[1],
+			       t_start + (o.nrates ? o.nrates : 1) * (1 + o.seconds) + 120));
 	}
 	close(pipefd[1]);
 	pin(o.send_cpu);
@@ -398,63 +533,29 @@ int main(int argc, char **argv)
 		}
 	}
 
+	memset(&snd, 0, sizeof(snd));
+	snd.o = &o;
+	snd.fds = fds;
+	snd.frame = frame;
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
 	p.cq_entries = 16384;
-	if (io_uring_queue_init_params(4096, &ring, &p) < 0) {
+	if (io_uring_queue_init_params(4096, &snd.ring, &p) < 0) {
 		memset(&p, 0, sizeof(p));
 		p.flags = IORING_SETUP_CQSIZE;
 		p.cq_entries = 16384;
-		if (io_uring_queue_init_params(4096, &ring, &p) < 0)
+		if (io_uring_queue_init_params(4096, &snd.ring, &p) < 0)
 			die("io_uring_queue_init");
 	}
-
-	t_start = now_s();
-	t_end = t_start + 1 + o.seconds;
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-		double t = now_s();
-
-		if (!measuring && t >= t_start + 1) {
-			measuring = true;
-			t_measure = t;
-			sent_at_start = sent;
-		}
-		if (t >= t_end)
-			break;
-		while (inflight < o.inflight) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-			if (!sqe)
-				break;
-			io_uring_prep_send(sqe, fds[next], frame, o.frame, MSG_NOSIGNAL);
-			io_uring_sqe_set_data64(sqe, next);
-			next = next + 1 == o.conns ? 0 : next + 1;
-			inflight++;
-		}
-		io_uring_submit_and_wait(&ring, 1);
-		io_uring_for_each_cqe(&ring, head, cqe) {
-			n++;
-			if (cqe->res == (int)o.frame)
-				sent++;
-			else
-				errors++;
-		}
-		io_uring_cq_advance(&ring, n);
-		inflight -= n;
-	}
-	elapsed = now_s() - t_measure;
-	total = sent;
-	sent -= sent_at_start;
+	nsteps = o.nrates ? o.nrates : 1;
+	for (unsigned i = 0; i < nsteps; i++)
+		run_step(&snd, o.nrates ? o.rates[i] : 0, &steps[i]);
 	/* Let what is in flight finish, then close: the receiver sees EOF. */
-	while (inflight) {
+	while (snd.inflight) {
 		struct io_uring_cqe *cqe;
-		if (io_uring_wait_cqe(&ring, &cqe) < 0)
+		if (io_uring_wait_cqe(&snd.ring, &cqe) < 0)
 			break;
-		if (cqe->res == (int)o.frame)
-			total++;
-		io_uring_cqe_seen(&ring, cqe);
-		inflight--;
+		reap(&snd);
 	}
 	for (unsigned i = 0; i < o.conns; i++)
 		close(fds[i]);
@@ -465,24 +566,34 @@ int main(int argc, char **argv)
 
 	if (o.out && !(out = fopen(o.out, "w")))
 		die(o.out);
+	/* The top level is the first step (the only one when unpaced). */
 	fprintf(out,
-		"{\"conns\":%u,\"frame\":%u,\"seconds\":%.3f,\"inflight\":%u,\"sends\":%llu,"
-		"\"sends_per_s\":%.1f,\"us_per_send\":%.3f,\"errors\":%llu,\"sent_bytes\":%llu,"
-		"\"received_bytes\":%llu,"
-		"\"send_cpu\":%d,\"recv_cpu\":%d}\n",
-		o.conns, o.frame, elapsed, o.inflight, (unsigned long long)sent,
-		(double)sent / elapsed, sent ? elapsed * 1e6 / (double)sent : 0.0,
-		(unsigned long long)errors, (unsigned long long)(total * o.frame), (unsigned long long)got,
+		"{\"conns\":%u,\"frame\":%u,\"inflight\":%u,\"seconds\":%.3f,\"sends\":%llu,"
+		"\"sends_per_s\":%.1f,\"us_per_send\":%.3f,\"busy_pct\":%.1f,\"errors\":%llu,"
+		"\"sent_bytes\":%llu,\"received_bytes\":%llu,\"send_cpu\":%d,\"recv_cpu\":%d,\"steps\":[",
+		o.conns, o.frame, o.inflight, steps[0].seconds, (unsigned long long)steps[0].sends,
+		(double)steps[0].sends / steps[0].seconds,
+		steps[0].sends ? steps[0].seconds * 1e6 / (double)steps[0].sends : 0.0, steps[0].busy_pct,
+		(unsigned long long)snd.errors, (unsigned long long)(snd.ok * o.frame), (unsigned long long)got,
 		o.send_cpu, o.recv_cpu);
+	for (unsigned i = 0; i < nsteps; i++) {
+		const struct step *st = &steps[i];
+		double sps = (double)st->sends / st->seconds;
+		fprintf(out, "%s{\"rate\":%u,\"sends_per_s\":%.1f,\"kept_up\":%s,\"busy_pct\":%.1f,"
+			"\"busy_us_per_send\":%.3f}",
+			i ? "," : "", st->rate, sps, !st->rate || sps >= 0.99 * st->rate ? "true" : "false",
+			st->busy_pct, st->busy_pct >= 0 && st->sends ? st->busy_pct * 1e4 / sps : -1.0);
+	}
+	fprintf(out, "]}\n");
 	if (out != stdout)
 		fclose(out);
-	if (errors || !sent) {
-		fprintf(stderr, "herald-ceiling: %llu sends failed or were short\n", (unsigned long long)errors);
+	if (snd.errors || !snd.ok) {
+		fprintf(stderr, "herald-ceiling: %llu sends failed or were short\n", (unsigned long long)snd.errors);
 		return 1;
 	}
-	if (got != total * o.frame) {
+	if (got != snd.ok * o.frame) {
 		fprintf(stderr, "herald-ceiling: the receiver read %llu bytes of %llu sent\n",
-			(unsigned long long)got, (unsigned long long)(total * o.frame));
+			(unsigned long long)got, (unsigned long long)(snd.ok * o.frame));
 		return 1;
 	}
 	return 0;
