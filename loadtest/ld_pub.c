@@ -4,6 +4,7 @@
 #include "ld_payload.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@ struct ld_pub {
 	unsigned rr;            /* next stream */
 	char *payload;
 	size_t payload_cap;
+	uint64_t outstanding;   /* PUBLISH commands sent, reply not read yet */
 };
 
 struct ld_pub *ld_pub_connect(const struct ld_opts *o, char *err, size_t cap)
@@ -68,11 +70,62 @@ static void sleep_ns(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* Sends n PUBLISH commands in one pipeline and reads their replies. */
+static void take_reply(struct ld_pub *p, redisReply *r, struct ld_pub_result *res)
+{
+	if (r->type == REDIS_REPLY_INTEGER)
+		res->receivers += (uint64_t)r->integer;
+	else if (r->type == REDIS_REPLY_ERROR)
+		cm_warn("redis PUBLISH: %s", r->str);
+	freeReplyObject(r);
+	res->sent++;
+	p->outstanding--;
+}
+
+/* Reads the replies that have arrived, without waiting for more (or, with
+ * wait_ms > 0, waiting up to that long for all of them). The publisher never
+ * blocks on a reply between batches: were Redis slow to answer (its core
+ * busy), waiting would hold the next batch back and turn a steady rate into
+ * bursts. */
+static int read_replies(struct ld_pub *p, struct ld_pub_result *res, int wait_ms)
+{
+	uint64_t deadline = ld_now_ns() + (uint64_t)wait_ms * 1000000ULL;
+
+	while (p->outstanding) {
+		void *r = NULL;
+		struct pollfd pfd = { .fd = p->rc->fd, .events = POLLIN };
+		int left;
+
+		if (redisGetReplyFromReader(p->rc, &r) != REDIS_OK) {
+			cm_error("redis: %s", p->rc->errstr);
+			return -1;
+		}
+		if (r) {
+			take_reply(p, r, res);
+			continue;
+		}
+		if (wait_ms > 0 && ld_now_ns() >= deadline) {
+			cm_error("redis: %llu PUBLISH replies missing after %d ms",
+				 (unsigned long long)p->outstanding, wait_ms);
+			return -1;
+		}
+		left = wait_ms > 0 ? (int)((deadline - ld_now_ns()) / 1000000ULL) + 1 : 0;
+		if (poll(&pfd, 1, left) <= 0)
+			return 0; /* nothing more yet */
+		if (redisBufferRead(p->rc) != REDIS_OK) {
+			cm_error("redis: %s", p->rc->errstr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Sends n PUBLISH commands in one pipelined write; their replies are read
+ * as they come (read_replies). */
 static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned step, uint64_t n,
 			 uint32_t *published, struct ld_pub_result *res)
 {
 	char chan[256];
+	int done = 0;
 
 	for (uint64_t i = 0; i < n; i++) {
 		unsigned s = p->rr;
@@ -93,20 +146,15 @@ static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned ste
 		}
 		published[s]++;
 	}
-	for (uint64_t i = 0; i < n; i++) {
-		redisReply *r = NULL;
-		if (redisGetReply(p->rc, (void **)&r) != REDIS_OK || !r) {
+	/* a blocking socket: this returns once the batch is in the kernel */
+	while (!done) {
+		if (redisBufferWrite(p->rc, &done) != REDIS_OK) {
 			cm_error("redis: %s", p->rc->errstr);
 			return -1;
 		}
-		if (r->type == REDIS_REPLY_INTEGER)
-			res->receivers += (uint64_t)r->integer;
-		else if (r->type == REDIS_REPLY_ERROR)
-			cm_warn("redis PUBLISH: %s", r->str);
-		freeReplyObject(r);
-		res->sent++;
 	}
-	return 0;
+	p->outstanding += n;
+	return read_replies(p, res, 0);
 }
 
 int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double rate,
@@ -156,5 +204,6 @@ int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double
 		sent += n;
 	}
 	res->seconds = (double)(ld_now_ns() - start) / 1e9;
-	return 0;
+	/* every reply of the step, before its counts are read */
+	return read_replies(p, res, 10000);
 }

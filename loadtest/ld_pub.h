@@ -1,8 +1,10 @@
-/* ld_pub — herald-load's publisher: one blocking hiredis connection used as
- * a pipeline. A step publishes at an exact rate: every pass it sends the
+/* ld_pub — herald-load's publisher: one hiredis connection used as a
+ * pipeline. A step publishes at an exact rate: every pass it writes the
  * messages whose time has come (token bucket on the monotonic clock, at
- * most --pipeline per batch), then reads their replies. Streams are served
- * round-robin, each with its own sequence (1, 2, ... across all steps). */
+ * most --pipeline per batch) and reads whatever replies have arrived, never
+ * waiting for them, so a slow Redis cannot turn the rate into bursts; the
+ * step ends by collecting the rest. Streams are served round-robin, each
+ * with its own sequence (1, 2, ... across all steps). */
 #ifndef LD_PUB_H
 #define LD_PUB_H
 

@@ -1,0 +1,141 @@
+/* build/herald-load end to end: against a real cluster (Redis, the router,
+ * two gateways) its counts must add up exactly, and a bad target or flag
+ * must fail with the documented exit codes. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/integration/lib/th_cluster.h"
+#include "tests/integration/lib/th_gw.h"
+#include "tests/integration/lib/th_proc.h"
+
+TestSuite(load, .init = th_setup, .fini = th_teardown, .timeout = 180);
+
+static cJSON *read_json(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+	cJSON *j;
+
+	cr_assert_not_null(f, "%s was not written", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)n + 1);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	j = cJSON_Parse(buf);
+	cr_assert_not_null(j, "%s is not JSON: %s", path, buf);
+	free(buf);
+	return j;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	cr_assert(cJSON_IsNumber(v), "no number '%s'", key);
+	return v->valuedouble;
+}
+
+static bool yes(const cJSON *o, const char *key)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+Test(load, fanout_counts_every_delivery_exactly)
+{
+	struct th_proc *redis = th_redis_start();
+	struct th_router router;
+	struct th_gw gw[2];
+	char rport[32], targets[64], out[512];
+
+	th_router_start(&router, redis->port, NULL);
+	for (int i = 0; i < 2; i++) {
+		struct th_gw_opts o = { .redis_port = redis->port, .threads = 1, .id = i ? "load-b" : "load-a" };
+		th_gw_start(&gw[i], &o);
+	}
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 2, 5000));
+	snprintf(rport, sizeof(rport), "127.0.0.1:%d", redis->port);
+	snprintf(targets, sizeof(targets), "127.0.0.1:%d,127.0.0.1:%d", gw[0].port, gw[1].port);
+	snprintf(out, sizeof(out), "%s/fanout.json", th_tmpdir());
+	char *argv[] = { (char *)th_bin("herald-load"), "--scenario", "fanout", "--target", targets,
+			 "--clients", "200", "--streams", "4", "--workers", "2", "--rate", "2000",
+			 "--source-ips", "127.0.0.2,127.0.0.3", "--redis", rport, "--rate-msgs", "40,400",
+			 "--duration", "1", "--drain", "1", "--settle", "0.5", "--payload", "200",
+			 "--out", out, "--quiet", NULL };
+	cr_assert_eq(th_run("load", argv, 90000), 0, "herald-load failed (see its log)");
+
+	cJSON *j = read_json(out);
+	const cJSON *conn = cJSON_GetObjectItemCaseSensitive(j, "connect");
+	cr_assert_eq(num(conn, "opened"), 200);
+	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "errors"), "total"), 0);
+	const cJSON *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
+	cr_assert_eq(cJSON_GetArraySize(steps), 2);
+	for (int i = 0; i < 2; i++) {
+		const cJSON *s = cJSON_GetArrayItem(steps, i);
+		double published = num(s, "published");
+		cr_assert_eq(published, i ? 400 : 40, "step %d published %g", i, published);
+		/* 200 clients over 4 streams: 50 subscribers each */
+		cr_assert_eq(num(s, "expected"), published * 50, "step %d", i);
+		cr_assert_eq(num(s, "received"), num(s, "expected"), "step %d", i);
+		cr_assert_eq(num(s, "lost"), 0);
+		cr_assert_eq(num(s, "duplicates"), 0);
+		cr_assert_eq(num(s, "misrouted"), 0);
+		/* every PUBLISH answered, each reaching the router's subscription */
+		cr_assert_eq(num(s, "redis_receivers"), published, "step %d: %g receivers", i,
+			     num(s, "redis_receivers"));
+		cr_assert(yes(s, "rate_reached"), "step %d", i);
+		cr_assert(yes(s, "ok"), "step %d", i);
+		const cJSON *lat = cJSON_GetObjectItemCaseSensitive(s, "latency_ms");
+		cr_assert_eq(num(lat, "count"), num(s, "received"));
+		cr_assert(num(lat, "p50") > 0 && num(lat, "p50") <= num(lat, "p99"));
+	}
+	cJSON_Delete(j);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(th_gw_stop(&gw[i], 15000), 0);
+}
+
+Test(load, a_refused_target_exits_1)
+{
+	char target[32], out[512];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", th_free_port());
+	snprintf(out, sizeof(out), "%s/refused.json", th_tmpdir());
+	char *argv[] = { (char *)th_bin("herald-load"), "--target", target, "--clients", "5",
+			 "--duration", "1", "--connect-timeout", "2", "--out", out, "--quiet", NULL };
+	cr_assert_eq(th_run("load-refused", argv, 30000), 1);
+}
+
+Test(load, connections_a_gateway_turns_away_are_counted_by_kind)
+{
+	struct th_gw gw;
+	struct th_gw_opts o = { .threads = 1, .extra = { "--max-conns", "10", NULL } };
+	char target[32], out[512];
+
+	th_gw_start(&gw, &o);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", gw.port);
+	snprintf(out, sizeof(out), "%s/full.json", th_tmpdir());
+	char *argv[] = { (char *)th_bin("herald-load"), "--target", target, "--clients", "30",
+			 "--rate", "1000", "--duration", "1", "--out", out, "--quiet", NULL };
+	int rc = th_run("load-full", argv, 60000);
+	cJSON *j = read_json(out);
+	const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors");
+	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "connect"), "opened"), 10, "exit %d", rc);
+	cr_assert_eq(num(errs, "http_status"), 20);
+	cr_assert_eq(num(errs, "total"), 20);
+	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(j, "http_status");
+	cr_assert_eq(num(hs, "5xx"), 20);
+	cr_assert_eq(num(hs, "last"), 503);
+	cJSON_Delete(j);
+	cr_assert_eq(th_gw_stop(&gw, 15000), 0);
+}
+
+Test(load, a_bad_flag_exits_2)
+{
+	char *argv[] = { (char *)th_bin("herald-load"), "--target", "127.0.0.1:1", "--batch", "0", NULL };
+	cr_assert_eq(th_run("load-badflag", argv, 10000), 2);
+	char *argv2[] = { (char *)th_bin("herald-load"), "--bogus", NULL };
+	cr_assert_eq(th_run("load-bogus", argv2, 10000), 2);
+}
