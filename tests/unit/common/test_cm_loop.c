@@ -167,6 +167,18 @@ static void *run_b(void *arg)
 	return NULL;
 }
 
+/* a sends 1000 posts to b (run by thread tb): all arrive, in order, on tb. */
+static void send_and_check(struct xthread *x, pthread_t tb)
+{
+	cm_timer_start(x->a, 1, false, send_all, x);
+	cr_assert_eq(cm_loop_run(x->a), 0);
+	pthread_join(tb, NULL);
+	cr_assert_eq(atomic_load(&x->received), 1000);
+	cr_assert(x->order_ok);
+	cm_loop_free(x->a);
+	cm_loop_free(x->b);
+}
+
 Test(cm_loop, post_delivers_to_the_other_thread_in_order)
 {
 	struct xthread x = { .order_ok = 1 };
@@ -177,13 +189,7 @@ Test(cm_loop, post_delivers_to_the_other_thread_in_order)
 	cm_timer_start(x.b, 5000, false, wake, NULL);
 	cr_assert_eq(pthread_create(&tb, NULL, run_b, &x), 0);
 	x.self_b = tb;
-	cm_timer_start(x.a, 1, false, send_all, &x);
-	cr_assert_eq(cm_loop_run(x.a), 0);
-	pthread_join(tb, NULL);
-	cr_assert_eq(atomic_load(&x.received), 1000);
-	cr_assert(x.order_ok);
-	cm_loop_free(x.a);
-	cm_loop_free(x.b);
+	send_and_check(&x, tb);
 }
 
 /* Several sender threads, each with its own loop, post to one loop: every
@@ -338,11 +344,5 @@ Test(cm_loop, a_local_loop_with_batched_waits_takes_posts_in_order)
 	for (int i = 0; i < 1000 && !__atomic_load_n(&x.b, __ATOMIC_ACQUIRE); i++)
 		usleep(1000);
 	cr_assert_not_null(__atomic_load_n(&x.b, __ATOMIC_ACQUIRE));
-	cm_timer_start(x.a, 1, false, send_all, &x);
-	cr_assert_eq(cm_loop_run(x.a), 0);
-	pthread_join(tb, NULL);
-	cr_assert_eq(atomic_load(&x.received), 1000);
-	cr_assert(x.order_ok);
-	cm_loop_free(x.a);
-	cm_loop_free(x.b);
+	send_and_check(&x, tb);
 }
