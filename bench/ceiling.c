@@ -36,6 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cm_bufring.h"
+#include "cm_flags.h"
+
 #define MAX_SOURCES 64
 #define RECV_BUFS 4096
 #define RECV_BUFSZ 4096
@@ -101,15 +104,30 @@ static void usage(FILE *f)
 
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
+	if (cm_parse_uint(s, lo, hi, &v))
 		return -1;
 	*out = (unsigned)v;
 	return 0;
+}
+
+/* One issuer, task work run only when it waits (as herald-load's workers),
+ * falling back to a plain ring on an older kernel. */
+static void ring_init(struct io_uring *ring, unsigned cq_entries)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = cq_entries;
+	if (io_uring_queue_init_params(4096, ring, &p) == 0)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = cq_entries;
+	if (io_uring_queue_init_params(4096, ring, &p) < 0)
+		die("io_uring_queue_init");
 }
 
 static int parse_sources(struct opts *o, const char *s)
@@ -239,17 +257,14 @@ static void arm_recv(struct io_uring *ring, int fd, unsigned idx)
 static int receiver(const struct opts *o, int port, int ready, double deadline)
 {
 	struct io_uring ring;
-	struct io_uring_params p;
-	struct io_uring_buf_ring *br;
-	struct io_uring_buf_reg reg;
+	struct cm_bufring rb;
 	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200000 };
 	uint64_t bytes = 0;
-	unsigned open_conns, mask = RECV_BUFS - 1;
+	unsigned open_conns;
 	int *fds = calloc(o->conns, sizeof(int));
-	char *bufs = malloc((size_t)RECV_BUFS * RECV_BUFSZ);
 
 	pin(o->recv_cpu);
-	if (!fds || !bufs)
+	if (!fds)
 		die("out of memory");
 	for (unsigned i = 0; i < o->conns; i++) {
 		struct sockaddr_in src = { .sin_family = AF_INET, .sin_addr = o->sources[i % o->nsources] };
@@ -266,28 +281,9 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 	if (write(ready, "c", 1) != 1)
 		die("write to parent");
 
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-	p.cq_entries = 65536;
-	if (io_uring_queue_init_params(4096, &ring, &p) < 0) {
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = 65536;
-		if (io_uring_queue_init_params(4096, &ring, &p) < 0)
-			die("io_uring_queue_init");
-	}
-	if (posix_memalign((void **)&br, 4096, RECV_BUFS * sizeof(struct io_uring_buf)))
-		die("posix_memalign");
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)br;
-	reg.ring_entries = RECV_BUFS;
-	reg.bgid = BGID;
-	if ((errno = -io_uring_register_buf_ring(&ring, &reg, 0)))
-		die("io_uring_register_buf_ring");
-	io_uring_buf_ring_init(br);
-	for (unsigned i = 0; i < RECV_BUFS; i++)
-		io_uring_buf_ring_add(br, bufs + (size_t)i * RECV_BUFSZ, RECV_BUFSZ, (unsigned short)i, mask, (int)i);
-	io_uring_buf_ring_advance(br, RECV_BUFS);
+	ring_init(&ring, 65536);
+	if ((errno = -cm_bufring_init(&rb, &ring, BGID, RECV_BUFS, RECV_BUFSZ)))
+		die("provided buffer ring");
 	for (unsigned i = 0; i < o->conns; i++)
 		arm_recv(&ring, fds[i], i);
 	io_uring_submit(&ring);
@@ -302,10 +298,7 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 			unsigned idx = (unsigned)cqe->user_data;
 			n++;
 			if (cqe->flags & IORING_CQE_F_BUFFER) {
-				unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-				io_uring_buf_ring_add(br, bufs + (size_t)bid * RECV_BUFSZ, RECV_BUFSZ,
-						      (unsigned short)bid, mask, 0);
-				io_uring_buf_ring_advance(br, 1);
+				cm_bufring_recycle(&rb, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			}
 			if (cqe->res > 0)
 				bytes += (uint64_t)cqe->res;
@@ -464,7 +457,6 @@ int main(int argc, char **argv)
 	struct sender snd;
 	struct step steps[32];
 	unsigned nsteps;
-	struct io_uring_params p;
 	int lfd, one = 1, pipefd[2], status;
 	int *fds;
 	char *frame;
@@ -537,16 +529,7 @@ int main(int argc, char **argv)
 	snd.o = &o;
 	snd.fds = fds;
 	snd.frame = frame;
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-	p.cq_entries = 16384;
-	if (io_uring_queue_init_params(4096, &snd.ring, &p) < 0) {
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = 16384;
-		if (io_uring_queue_init_params(4096, &snd.ring, &p) < 0)
-			die("io_uring_queue_init");
-	}
+	ring_init(&snd.ring, 16384);
 	nsteps = o.nrates ? o.nrates : 1;
 	for (unsigned i = 0; i < nsteps; i++)
 		run_step(&snd, o.nrates ? o.rates[i] : 0, &steps[i]);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "cm_bufring.h"
 #include "cm_loop.h"
 #include "cm_ws.h"
 #include "gw_htab.h"
@@ -179,11 +180,7 @@ struct gw_worker {
 	bool accepting[2];
 	struct cm_timer *accept_retry;
 	uint32_t accept_fails;    /* failed accepts in the current burst (0: none) */
-	/* provided buffers */
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
-	uint8_t *bufs;
-	uint32_t nbufs, bufsz;
+	struct cm_bufring rbufs;  /* provided buffers of the multishot receives */
 	/* connection slab */
 	struct gw_conn **chunks;
 	uint32_t nchunks, nslots;

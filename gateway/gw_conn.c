@@ -18,7 +18,6 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 const char *const gw_reason_names[GW_R_MAX] = {
@@ -160,13 +159,6 @@ static void arm_recv(struct gw_worker *w, struct gw_conn *c)
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_RECV));
 	c->flags |= GW_F_RECV;
 	c->inflight++;
-}
-
-static void buf_return(struct gw_worker *w, unsigned bid)
-{
-	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->bufsz, w->bufsz, (unsigned short)bid,
-			      io_uring_buf_ring_mask(w->nbufs), 0);
-	io_uring_buf_ring_advance(w->br, 1);
 }
 
 static void mark_dirty(struct gw_worker *w, struct gw_conn *c)
@@ -905,7 +897,7 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 	}
 	if (res > 0) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		uint8_t *p = w->bufs + (size_t)bid * w->bufsz;
+		uint8_t *p = cm_bufring_buf(&w->rbufs, bid);
 		CM_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
 		GW_INC(w, bytes_in, (unsigned long)res);
 		if (c->state != GW_S_DEAD && c->state != GW_S_CLOSING) {
@@ -915,14 +907,14 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 			else
 				plain_input(w, c, p, (size_t)res);
 		}
-		buf_return(w, bid);
+		cm_bufring_recycle(&w->rbufs, bid);
 		/* multishot receive can end without IORING_CQE_F_MORE: re-arm */
 		if (!more && c->state != GW_S_DEAD)
 			arm_recv(w, c);
 		return;
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER)
-		buf_return(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		cm_bufring_recycle(&w->rbufs, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 	if (res == -ENOBUFS) {
 		/* the ring ran dry this turn: re-arm once buffers are back */
 		GW_INC(w, enobufs, 1);
@@ -951,7 +943,7 @@ void gw_conn_cqe(void *ctx, struct io_uring_cqe *cqe)
 	if (!c || c->gen != gen || c->state == GW_S_FREE) {
 		cm_warn("stale completion (slot %u op %u res %d)", idx, op, cqe->res);
 		if (cqe->flags & IORING_CQE_F_BUFFER)
-			buf_return(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			cm_bufring_recycle(&w->rbufs, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		return;
 	}
 	if (op == GW_OP_RECV)
@@ -1220,10 +1212,7 @@ void gw_worker_free(struct gw_worker *w)
 	}
 	cm_loop_free(w->loop);
 	w->loop = NULL;
-	if (w->br)
-		munmap(w->br, w->br_bytes);
-	if (w->bufs)
-		munmap(w->bufs, (size_t)w->nbufs * w->bufsz);
+	cm_bufring_free(&w->rbufs);
 	for (int i = 0; i < 2; i++)
 		if (w->lfd[i] >= 0)
 			close(w->lfd[i]);

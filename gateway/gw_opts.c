@@ -100,16 +100,6 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
 	return -1;
 }
 
-int gw_parse_duration(const char *s, uint32_t *ms)
-{
-	return cm_parse_duration_ms(s, ms);
-}
-
-int gw_parse_size(const char *s, uint32_t *out)
-{
-	return cm_parse_size(s, out);
-}
-
 static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
 	uint64_t v;
@@ -317,7 +307,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			ticket_file = v;
 			break;
 		case O_TKPERIOD:
-			if (gw_parse_duration(v, &o->ticket_period_ms) || o->ticket_period_ms < 1000)
+			if (cm_parse_duration_ms(v, &o->ticket_period_ms) || o->ticket_period_ms < 1000)
 				return fail(err, errcap, "--tls-ticket-period: bad duration '%s' (>= 1s)", v);
 			break;
 		case O_ADMIN:
@@ -335,32 +325,32 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 				return fail(err, errcap, "--max-conns: bad number '%s'", v);
 			break;
 		case O_MAXMSG:
-			if (gw_parse_size(v, &o->max_message) || o->max_message < 16 ||
+			if (cm_parse_size(v, &o->max_message) || o->max_message < 16 ||
 			    o->max_message > 64u * 1024 * 1024)
 				return fail(err, errcap, "--max-message-bytes: bad size '%s'", v);
 			break;
 		case O_MAXQ:
-			if (gw_parse_size(v, &o->max_queued) || o->max_queued < 1024)
+			if (cm_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
 			break;
 		case O_SNDBUF:
-			if (gw_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)
+			if (cm_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)
 				return fail(err, errcap, "--sndbuf: bad size '%s'", v);
 			break;
 		case O_PING:
-			if (gw_parse_duration(v, &o->ping_ms) || o->ping_ms < 10)
+			if (cm_parse_duration_ms(v, &o->ping_ms) || o->ping_ms < 10)
 				return fail(err, errcap, "--ping-interval: bad duration '%s'", v);
 			break;
 		case O_IDLE:
-			if (gw_parse_duration(v, &o->idle_ms) || o->idle_ms < 10)
+			if (cm_parse_duration_ms(v, &o->idle_ms) || o->idle_ms < 10)
 				return fail(err, errcap, "--idle-timeout: bad duration '%s'", v);
 			break;
 		case O_HS:
-			if (gw_parse_duration(v, &o->handshake_ms) || o->handshake_ms < 10)
+			if (cm_parse_duration_ms(v, &o->handshake_ms) || o->handshake_ms < 10)
 				return fail(err, errcap, "--handshake-timeout: bad duration '%s'", v);
 			break;
 		case O_DRAIN:
-			if (gw_parse_duration(v, &o->drain_ms))
+			if (cm_parse_duration_ms(v, &o->drain_ms))
 				return fail(err, errcap, "--drain-timeout: bad duration '%s'", v);
 			break;
 		case O_PUB:
@@ -385,7 +375,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			o->recv_buffers = u;
 			break;
 		case O_RBUFSZ:
-			if (gw_parse_size(v, &u) || u < 512 || u > 1024 * 1024)
+			if (cm_parse_size(v, &u) || u < 512 || u > 1024 * 1024)
 				return fail(err, errcap, "--recv-buffer-size: bad size '%s'", v);
 			o->recv_buffer_size = u;
 			break;

@@ -58,13 +58,6 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 /* Frees what gw_opts_parse allocated. */
 void gw_opts_free(struct gw_opts *o);
 
-/* Parses a duration: plain seconds ("25", "1.5"), or with a suffix "ms",
- * "s", "m". Returns 0 and *ms, or -1. */
-int gw_parse_duration(const char *s, uint32_t *ms);
-
-/* Parses a size: bytes, or with a suffix k/K/KiB, m/M/MiB. Returns 0 or -1. */
-int gw_parse_size(const char *s, uint32_t *out);
-
 /* True when a client may publish in-band to stream s (per --client-publish).
  * user:* and "*" are never allowed. */
 bool gw_opts_may_publish(const struct gw_opts *o, const char *s, size_t n);

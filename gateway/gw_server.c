@@ -16,38 +16,8 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-static int bufring_setup(struct gw_worker *w)
-{
-	struct io_uring_buf_reg reg;
-	int ret;
-
-	w->br_bytes = w->nbufs * sizeof(struct io_uring_buf);
-	w->br = mmap(NULL, w->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (w->br == MAP_FAILED)
-		return -errno;
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)w->br;
-	reg.ring_entries = w->nbufs;
-	reg.bgid = 0;
-	ret = io_uring_register_buf_ring(cm_loop_ring(w->loop), &reg, 0);
-	if (ret < 0)
-		return ret;
-	io_uring_buf_ring_init(w->br);
-	/* anonymous memory: pages become resident only once the kernel fills them */
-	w->bufs = mmap(NULL, (size_t)w->nbufs * w->bufsz, PROT_READ | PROT_WRITE,
-		       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (w->bufs == MAP_FAILED)
-		return -errno;
-	for (uint32_t i = 0; i < w->nbufs; i++)
-		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->bufsz, w->bufsz,
-				      (unsigned short)i, io_uring_buf_ring_mask(w->nbufs), (int)i);
-	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
-	return 0;
-}
 
 static uint32_t tick_ms_for(const struct gw_opts *o)
 {
@@ -76,9 +46,8 @@ static struct gw_worker *worker_new(struct gw *g, unsigned id)
 	w->id = id;
 	w->lfd[0] = w->lfd[1] = -1;
 	w->loop = cm_loop_new(4096);
-	w->nbufs = g->o->recv_buffers;
-	w->bufsz = g->o->recv_buffer_size;
-	if ((ret = bufring_setup(w)) < 0) {
+	if ((ret = cm_bufring_init(&w->rbufs, cm_loop_ring(w->loop), 0, g->o->recv_buffers,
+				   g->o->recv_buffer_size)) < 0) {
 		cm_error("provided buffer ring: %s", strerror(-ret));
 		exit(1);
 	}

@@ -10,6 +10,7 @@
 #include "ld_worker.h"
 
 #include "cm_b64.h"
+#include "cm_bufring.h"
 #include "cm_client.h"
 #include "cm_http.h"
 #include "cm_jwt.h"
@@ -28,7 +29,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -88,10 +88,7 @@ struct ld_worker {
 	struct ld_conn *conns;
 	unsigned nconns;
 	/* provided receive buffers */
-	struct io_uring_buf_ring *br;
-	size_t br_size;
-	uint8_t *bufs;
-	unsigned nbufs, bufsz;
+	struct cm_bufring rbufs;  /* provided buffers of the multishot receives */
 	/* ramp */
 	double rate, tokens;
 	unsigned max_pending;
@@ -153,40 +150,6 @@ static bool ud_current(struct ld_conn *c, uint64_t ud)
 }
 
 /* ---------- receive buffers ---------- */
-
-static int bufs_init(struct ld_worker *w)
-{
-	struct io_uring_buf_reg reg;
-	int ret;
-
-	w->nbufs = w->nconns < 1024 ? 1024 : 4096;
-	w->bufsz = 8192;
-	w->br_size = w->nbufs * sizeof(struct io_uring_buf);
-	w->br = mmap(NULL, w->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (w->br == MAP_FAILED)
-		return -errno;
-	w->bufs = cm_xmalloc((size_t)w->nbufs * w->bufsz);
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
-	reg.ring_entries = w->nbufs;
-	reg.bgid = LD_BGID;
-	ret = io_uring_register_buf_ring(w->ring, &reg, 0);
-	if (ret < 0)
-		return ret;
-	io_uring_buf_ring_init(w->br);
-	for (unsigned i = 0; i < w->nbufs; i++)
-		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->bufsz, w->bufsz, (unsigned short)i,
-				      io_uring_buf_ring_mask(w->nbufs), (int)i);
-	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
-	return 0;
-}
-
-static void buf_recycle(struct ld_worker *w, unsigned bid)
-{
-	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->bufsz, w->bufsz, (unsigned short)bid,
-			      io_uring_buf_ring_mask(w->nbufs), 0);
-	io_uring_buf_ring_advance(w->br, 1);
-}
 
 /* ---------- connection teardown ---------- */
 
@@ -668,21 +631,21 @@ static void on_recv(void *ctx, struct io_uring_cqe *cqe)
 	}
 	if (c->state == LD_C_DEAD) {
 		if (has_buf)
-			buf_recycle(w, bid);
+			cm_bufring_recycle(&w->rbufs, bid);
 		conn_release_if_done(w, c);
 		return;
 	}
 	if (res > 0) {
-		uint8_t *p = w->bufs + (size_t)bid * w->bufsz;
+		uint8_t *p = cm_bufring_buf(&w->rbufs, bid);
 		CM_ASSERT(has_buf);
 		if (c->ssl)
 			tls_input(w, c, p, (size_t)res);
 		else
 			conn_input(w, c, p, (size_t)res);
-		buf_recycle(w, bid);
+		cm_bufring_recycle(&w->rbufs, bid);
 	} else {
 		if (has_buf)
-			buf_recycle(w, bid);
+			cm_bufring_recycle(&w->rbufs, bid);
 		if (res == 0) {
 			conn_close(w, c, c->state == LD_C_OPEN ? LD_E_EOF : LD_E_HS_EOF);
 			return;
@@ -955,7 +918,7 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx)
 	w->loop = cm_loop_new_local(4096);
 	cm_loop_set_wait(w->loop, o->batch, o->batch_us);
 	w->ring = cm_loop_ring(w->loop);
-	if ((ret = bufs_init(w)) < 0) {
+	if ((ret = cm_bufring_init(&w->rbufs, w->ring, LD_BGID, w->nconns < 1024 ? 1024 : 4096, 8192)) < 0) {
 		cm_error("worker %u: receive buffer ring: %s", idx, strerror(-ret));
 		return 1;
 	}

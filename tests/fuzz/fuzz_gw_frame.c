@@ -1,4 +1,4 @@
-// fuzz-sources: common/cm_log.c build/gen/proto/cluster.pb-c.c
+// fuzz-sources: common/cm_log.c build/gen/proto/cluster.pb-c.c tests/fuzz/fake_redis.c
 /* fuzz_gw_frame — the gateway's in-place RouterMessage decoder
  * (gateway/gw_cluster.c, included for its static on_router_frame) against
  * arbitrary bytes, differentially against protobuf-c.
@@ -44,9 +44,9 @@
 		abort();                                           \
 	} while (0)
 
-/* --------------------------------------------- stubs: clock, timers, Redis */
+/* ------------------ stubs: clock, timers (Redis: tests/fuzz/fake_redis.c) */
 
-static char fake_timer, fake_redis;
+static char fake_timer;
 
 uint64_t cm_loop_now(struct cm_loop *loop)
 {
@@ -72,42 +72,6 @@ void cm_timer_stop(struct cm_timer *t)
 		FAIL("cm_timer_stop of an unknown timer");
 }
 
-struct cm_redis *cm_redis_new(struct cm_loop *loop, const char *host, int port, const char *name,
-			      const struct cm_redis_cbs *cbs, void *arg)
-{
-	(void)loop, (void)host, (void)port, (void)name, (void)cbs, (void)arg;
-	return (struct cm_redis *)&fake_redis;
-}
-
-void cm_redis_free(struct cm_redis *c)
-{
-	if (c && c != (struct cm_redis *)&fake_redis)
-		FAIL("cm_redis_free of an unknown client");
-}
-
-struct redisAsyncContext *cm_redis_ctx(const struct cm_redis *c)
-{
-	(void)c;
-	return NULL;
-}
-
-bool cm_redis_up(const struct cm_redis *c)
-{
-	(void)c;
-	return false;
-}
-
-size_t cm_redis_pending(const struct redisAsyncContext *ac)
-{
-	(void)ac;
-	return 0;
-}
-
-uint64_t cm_redis_reconnects(const struct cm_redis *c)
-{
-	(void)c;
-	return 0;
-}
 
 /* ------------------------------------------------------ what the link did */
 

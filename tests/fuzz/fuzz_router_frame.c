@@ -1,4 +1,4 @@
-// fuzz-sources: router/rt_frame.c router/rt_gw.c router/rt_map.c router/rt_table.c common/cm_buf.c common/cm_log.c common/cm_client.c common/cm_b64.c common/cm_utf8.c common/cm_packet.c common/cm_ws.c build/gen/proto/cluster.pb-c.c build/gen/proto/client.pb-c.c
+// fuzz-sources: router/rt_frame.c router/rt_gw.c router/rt_map.c router/rt_table.c common/cm_buf.c common/cm_log.c common/cm_client.c common/cm_b64.c common/cm_utf8.c common/cm_packet.c common/cm_ws.c build/gen/proto/cluster.pb-c.c build/gen/proto/client.pb-c.c tests/fuzz/fake_redis.c
 /* fuzz_router_frame — the router's Redis inputs against arbitrary bytes.
  *
  * An in-process router (rt_router.c is included to reach its subscriber
@@ -51,7 +51,7 @@
 		abort();                                              \
 	} while (0)
 
-/* --------------------------------------------- stubs: clock, timers, Redis */
+/* ------------------ stubs: clock, timers (Redis: tests/fuzz/fake_redis.c) */
 
 static uint64_t fake_now = 1000;
 
@@ -79,45 +79,6 @@ void cm_timer_stop(struct cm_timer *t)
 		FAIL("a timer with no_redis");
 }
 
-/* A Redis client that never connects (start_sub after HGETALL). */
-static char fake_redis;
-
-struct cm_redis *cm_redis_new(struct cm_loop *loop, const char *host, int port, const char *name,
-			      const struct cm_redis_cbs *cbs, void *arg)
-{
-	(void)loop, (void)host, (void)port, (void)name, (void)cbs, (void)arg;
-	return (struct cm_redis *)&fake_redis;
-}
-
-void cm_redis_free(struct cm_redis *c)
-{
-	if (c && c != (struct cm_redis *)&fake_redis)
-		FAIL("cm_redis_free of an unknown client");
-}
-
-struct redisAsyncContext *cm_redis_ctx(const struct cm_redis *c)
-{
-	(void)c;
-	return NULL;
-}
-
-bool cm_redis_up(const struct cm_redis *c)
-{
-	(void)c;
-	return false;
-}
-
-size_t cm_redis_pending(const struct redisAsyncContext *ac)
-{
-	(void)ac;
-	return 0;
-}
-
-uint64_t cm_redis_reconnects(const struct cm_redis *c)
-{
-	(void)c;
-	return 0;
-}
 
 /* ----------------------------------------------------- what the router said */
 

@@ -175,20 +175,7 @@ Test(gateway_limits, sndbuf_lets_max_queued_bytes_cut_off_a_client_that_never_re
 	 * would absorb without the gateway's queue growing */
 	const size_t size = 16 * 1024;
 	const int count = 128;
-	char *big = malloc(size);
-	for (int i = 0; i < count; i++) {
-		memset(big, 'a' + i % 26, size);
-		snprintf(big, 16, "%08d", i);
-		big[8] = '-';
-		cr_assert_eq(th_ws_publish(pub, "flood", big, size), 0, "publish %d", i);
-		struct cm_smsg m;
-		cr_assert_eq(th_ws_next_push(fast, &m, 10000), 1, "fast subscriber: push %d missing", i);
-		cr_assert_eq(m.offset, (uint64_t)i + 1);
-		cr_assert_eq(m.data_len, size);
-		cr_assert(memcmp(m.data, big, size) == 0, "push %d payload differs", i);
-		cm_smsg_release(&m);
-	}
-	free(big);
+	th_ws_flood(pub, fast, "flood", size, count);
 	cr_assert(TH_WAIT(slow_closes(&gw) >= 1, 5000), "slow-consumer closes: %g", slow_closes(&gw));
 	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_connections_closed_total", "slow_consumer"), 1);
 	cr_assert(TH_WAIT(ccu(&gw) == 2, 5000), "ccu %g: the slow consumer is still counted",

@@ -15,19 +15,9 @@ TestSuite(load, .init = th_setup, .fini = th_teardown, .timeout = 180);
 
 static cJSON *read_json(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-	cJSON *j;
+	char *buf = th_read_file(path);
+	cJSON *j = cJSON_Parse(buf);
 
-	cr_assert_not_null(f, "%s was not written", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = calloc(1, (size_t)n + 1);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	j = cJSON_Parse(buf);
 	cr_assert_not_null(j, "%s is not JSON: %s", path, buf);
 	free(buf);
 	return j;

@@ -108,9 +108,6 @@ static char *chromium_dom(int port)
 	char cmd[1024], url[64];
 	const char *out = th_write_file("dom.html", "", 0);
 	char outpath[512];
-	FILE *f;
-	char *dom;
-	long n;
 
 	snprintf(outpath, sizeof(outpath), "%s", out);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
@@ -122,16 +119,7 @@ static char *chromium_dom(int port)
 		 th_tmpdir(), url, outpath);
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	cr_assert_eq(th_run("chromium", argv, 60000), 0, "chromium failed (see chromium.log)");
-	f = fopen(outpath, "rb");
-	cr_assert_not_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	dom = malloc((size_t)n + 1);
-	cr_assert_eq(fread(dom, 1, (size_t)n, f), (size_t)n);
-	dom[n] = 0;
-	fclose(f);
-	return dom;
+	return th_read_file(outpath);
 }
 
 Test(router_admin, dashboard_shows_a_row_per_gateway_in_chromium)

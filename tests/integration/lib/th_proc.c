@@ -722,6 +722,24 @@ const char *th_write_file(const char *name, const void *data, size_t len)
 	return path;
 }
 
+char *th_read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	cr_assert(f, "fopen %s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "reading %s", path);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
 int th_run(const char *name, char *const argv[], int timeout_ms)
 {
 	struct th_proc *p = th_spawn(name, argv, NULL);

@@ -150,6 +150,9 @@ void th_sleep_ms(int ms);
  * the static full path (valid until the next call). */
 const char *th_write_file(const char *name, const void *data, size_t len);
 
+/* Reads a whole file, NUL-terminated (malloc'd); asserts it can be read. */
+char *th_read_file(const char *path);
+
 /* Generates a self-signed certificate for CN=localhost, SAN localhost and
  * 127.0.0.1, with the openssl CLI into the temp dir: kind "ec" (P-256) or
  * "rsa" (2048). Writes the paths (static) into *cert and *key. */

@@ -844,3 +844,24 @@ const char *th_jwt(const char *sub, int64_t exp, const char *secret)
 	cr_assert(n > 0, "cm_jwt_sign failed");
 	return tok;
 }
+
+void th_ws_flood(struct th_ws *pub, struct th_ws *reader, const char *stream, size_t size,
+		 int count)
+{
+	char *big = malloc(size);
+
+	cr_assert(big && size >= 16);
+	for (int i = 0; i < count; i++) {
+		struct cm_smsg m;
+		memset(big, 'a' + i % 26, size);
+		snprintf(big, 16, "%08d", i);
+		big[8] = '-';
+		cr_assert_eq(th_ws_publish(pub, stream, big, size), 0, "publish %d", i);
+		cr_assert_eq(th_ws_next_push(reader, &m, 10000), 1, "fast subscriber: push %d missing", i);
+		cr_assert_eq(m.offset, (uint64_t)i + 1);
+		cr_assert_eq(m.data_len, size);
+		cr_assert(memcmp(m.data, big, size) == 0, "push %d payload differs", i);
+		cm_smsg_release(&m);
+	}
+	free(big);
+}

@@ -151,6 +151,13 @@ int th_ws_raw_command(struct th_ws *ws, const void *msg, size_t len, struct cm_s
  * instead is an error (-2). */
 int th_ws_next_push(struct th_ws *ws, struct cm_smsg *m, int timeout_ms);
 
+/* Publishes count messages of size bytes on stream through pub (each filled
+ * with its own letter and numbered), and asserts that `reader` gets every
+ * one of them in order, complete, before the next is published: a client
+ * that keeps up while another one on the stream does not. */
+void th_ws_flood(struct th_ws *pub, struct th_ws *reader, const char *stream, size_t size,
+		 int count);
+
 /* Next data message as raw bytes (pushes queued by helpers are not
  * included). Skips pings (answering) and pongs. 1/0/-1 as th_ws_read. */
 int th_ws_next_data(struct th_ws *ws, struct th_ws_msg *m, int timeout_ms);

@@ -155,26 +155,6 @@ Test(gw_opts, help_returns_one)
 	gw_opts_free(&o);
 }
 
-Test(gw_opts, durations_and_sizes)
-{
-	uint32_t v;
-	cr_assert_eq(gw_parse_duration("25", &v), 0);
-	cr_assert_eq(v, 25000);
-	cr_assert_eq(gw_parse_duration("500ms", &v), 0);
-	cr_assert_eq(v, 500);
-	cr_assert_eq(gw_parse_duration("2m", &v), 0);
-	cr_assert_eq(v, 120000);
-	cr_assert_eq(gw_parse_duration("0.25", &v), 0);
-	cr_assert_eq(v, 250);
-	cr_assert_eq(gw_parse_duration("-1", &v), -1);
-	cr_assert_eq(gw_parse_duration("1x", &v), -1);
-	cr_assert_eq(gw_parse_size("64KiB", &v), 0);
-	cr_assert_eq(v, 65536);
-	cr_assert_eq(gw_parse_size("3", &v), 0);
-	cr_assert_eq(v, 3);
-	cr_assert_eq(gw_parse_size("5000M", &v), -1);
-}
-
 Test(gw_opts, client_publish_policy)
 {
 	struct gw_opts o;
