@@ -53,6 +53,7 @@ struct opts {
 	struct in_addr sources[MAX_SOURCES];
 	unsigned nsources;
 	const char *out;
+	bool ack_on_read;       /* receiver: delayed ACKs, flushed after each read */
 };
 
 static double now_s(void)
@@ -98,6 +99,8 @@ static void usage(FILE *f)
 	      "  --source-ips A,B  receiver addresses, round-robin (127.0.0.2-5)\n"
 	      "  --send-cpu C      pin the sender to core C (not pinned)\n"
 	      "  --recv-cpu C      pin the receiver to core C (not pinned)\n"
+	      "  --ack-on-read     the receiver acknowledges when it reads, from its own\n"
+	      "                    core, as herald-load --ack-on-read does\n"
 	      "  --out FILE        write the JSON result there instead of stdout\n",
 	      f);
 }
@@ -156,6 +159,7 @@ static void parse(struct opts *o, int argc, char **argv)
 		{ "send-cpu", required_argument, NULL, 'S' },
 		{ "recv-cpu", required_argument, NULL, 'R' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "ack-on-read", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -216,6 +220,9 @@ static void parse(struct opts *o, int argc, char **argv)
 		case 'o':
 			o->out = optarg;
 			break;
+		case 'a':
+			o->ack_on_read = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -273,6 +280,10 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fds[i] < 0)
 			die("socket");
+		if (o->ack_on_read) {
+			int zero = 0;
+			setsockopt(fds[i], IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+		}
 		if (bind(fds[i], (struct sockaddr *)&src, sizeof(src)) < 0)
 			die("bind to a source address");
 		if (connect(fds[i], (struct sockaddr *)&dst, sizeof(dst)) < 0)
@@ -300,8 +311,13 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 			if (cqe->flags & IORING_CQE_F_BUFFER) {
 				cm_bufring_recycle(&rb, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			}
-			if (cqe->res > 0)
+			if (cqe->res > 0) {
 				bytes += (uint64_t)cqe->res;
+				if (o->ack_on_read) {
+					int two = 2; /* flush the ACK, stay in delayed-ACK mode */
+					setsockopt(fds[idx], IPPROTO_TCP, TCP_QUICKACK, &two, sizeof(two));
+				}
+			}
 			if (cqe->flags & IORING_CQE_F_MORE)
 				continue;
 			if (cqe->res > 0 || cqe->res == -ENOBUFS)
@@ -553,12 +569,12 @@ int main(int argc, char **argv)
 	fprintf(out,
 		"{\"conns\":%u,\"frame\":%u,\"inflight\":%u,\"seconds\":%.3f,\"sends\":%llu,"
 		"\"sends_per_s\":%.1f,\"us_per_send\":%.3f,\"busy_pct\":%.1f,\"errors\":%llu,"
-		"\"sent_bytes\":%llu,\"received_bytes\":%llu,\"send_cpu\":%d,\"recv_cpu\":%d,\"steps\":[",
+		"\"sent_bytes\":%llu,\"received_bytes\":%llu,\"send_cpu\":%d,\"recv_cpu\":%d,\"ack_on_read\":%s,\"steps\":[",
 		o.conns, o.frame, o.inflight, steps[0].seconds, (unsigned long long)steps[0].sends,
 		(double)steps[0].sends / steps[0].seconds,
 		steps[0].sends ? steps[0].seconds * 1e6 / (double)steps[0].sends : 0.0, steps[0].busy_pct,
 		(unsigned long long)snd.errors, (unsigned long long)(snd.ok * o.frame), (unsigned long long)got,
-		o.send_cpu, o.recv_cpu);
+		o.send_cpu, o.recv_cpu, o.ack_on_read ? "true" : "false");
 	for (unsigned i = 0; i < nsteps; i++) {
 		const struct step *st = &steps[i];
 		double sps = (double)st->sends / st->seconds;

@@ -68,6 +68,10 @@ void ld_opts_usage(FILE *out)
 "                      a wake-up the kernel charges to the sender's core on\n"
 "                      loopback\n"
 "  --batch-us U        the longest such sleep, microseconds (200)\n"
+"  --ack-on-read       clients acknowledge data when they read it (delayed\n"
+"                      ACK mode, then TCP_QUICKACK after each read) instead\n"
+"                      of at once from the kernel's receive path, which on\n"
+"                      loopback runs on the sender's core\n"
 "  --quiet             no progress line\n"
 "  --help\n"
 "A progress line goes to stderr every second; the JSON result to stdout.\n"
@@ -185,6 +189,7 @@ enum {
 	O_DURATION, O_DRAIN, O_SETTLE, O_PAYLOAD, O_SLOW_PCT, O_CHURN_RATE, O_UNTIL_FAIL,
 	O_MAX_P99, O_REDIS, O_REDIS_PREFIX, O_STREAM_PREFIX, O_FORMAT, O_AUTH, O_JWT_FILE,
 	O_OUT, O_QUIET, O_HELP, O_PIPELINE, O_USER_PREFIX, O_READY, O_BATCH, O_BATCH_US,
+	O_ACK_ON_READ,
 };
 
 static const struct option longopts[] = {
@@ -222,6 +227,7 @@ static const struct option longopts[] = {
 	{ "pipeline", required_argument, NULL, O_PIPELINE },
 	{ "batch", required_argument, NULL, O_BATCH },
 	{ "batch-us", required_argument, NULL, O_BATCH_US },
+	{ "ack-on-read", no_argument, NULL, O_ACK_ON_READ },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -415,6 +421,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			if (parse_uint(a, 1, 100000, &o->batch_us) < 0)
 				return fail(err, cap, "bad --batch-us '%s' (1..100000)", a);
 			break;
+		case O_ACK_ON_READ: o->ack_on_read = true; break;
 		case O_HELP:
 			return 1;
 		default:

@@ -614,6 +614,20 @@ static void tls_input(struct ld_worker *w, struct ld_conn *c, const uint8_t *p, 
 	send_start(w, c);
 }
 
+void ld_ack_hold(int fd)
+{
+	int zero = 0;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+}
+
+void ld_ack_flush(int fd)
+{
+	int two = 2; /* even: after the flush, back to ping-pong mode */
+
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &two, sizeof(two));
+}
+
 static void on_recv(void *ctx, struct io_uring_cqe *cqe)
 {
 	struct ld_worker *w = ctx;
@@ -643,6 +657,8 @@ static void on_recv(void *ctx, struct io_uring_cqe *cqe)
 		else
 			conn_input(w, c, p, (size_t)res);
 		cm_bufring_recycle(&w->rbufs, bid);
+		if (w->o->ack_on_read && c->state != LD_C_DEAD)
+			ld_ack_flush(c->fd);
 	} else {
 		if (has_buf)
 			cm_bufring_recycle(&w->rbufs, bid);
@@ -713,6 +729,8 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 		return false;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (o->ack_on_read)
+		ld_ack_hold(fd);
 	if (c->slow) {
 		int small = 4096;
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));

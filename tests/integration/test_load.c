@@ -35,7 +35,8 @@ static bool yes(const cJSON *o, const char *key)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
-Test(load, fanout_counts_every_delivery_exactly)
+/* extra: one more herald-load flag, or NULL */
+static void fanout_exact(const char *extra)
 {
 	struct th_proc *redis = th_redis_start();
 	struct th_router router;
@@ -55,7 +56,7 @@ Test(load, fanout_counts_every_delivery_exactly)
 			 "--clients", "200", "--streams", "4", "--workers", "2", "--rate", "2000",
 			 "--source-ips", "127.0.0.2,127.0.0.3", "--redis", rport, "--rate-msgs", "40,400",
 			 "--duration", "1", "--drain", "1", "--settle", "0.5", "--payload", "200",
-			 "--out", out, "--quiet", NULL };
+			 "--out", out, "--quiet", (char *)extra, NULL };
 	cr_assert_eq(th_run("load", argv, 90000), 0, "herald-load failed (see its log)");
 
 	cJSON *j = read_json(out);
@@ -86,6 +87,18 @@ Test(load, fanout_counts_every_delivery_exactly)
 	cJSON_Delete(j);
 	for (int i = 0; i < 2; i++)
 		cr_assert_eq(th_gw_stop(&gw[i], 15000), 0);
+}
+
+Test(load, fanout_counts_every_delivery_exactly)
+{
+	fanout_exact(NULL);
+}
+
+/* clients that ACK when they read (ld_ack_hold/ld_ack_flush) still get
+ * every message: no ACK is lost, the gateways never stall on a window */
+Test(load, fanout_with_ack_on_read_counts_every_delivery_exactly)
+{
+	fanout_exact("--ack-on-read");
 }
 
 Test(load, a_refused_target_exits_1)

@@ -114,3 +114,11 @@ Test(ld_opts, batch_waits_default_and_bounds)
 	cr_assert(strstr(err, "--batch"), "%s", err);
 	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--batch-us", "0"), -1);
 }
+
+Test(ld_opts, ack_on_read_is_off_unless_asked)
+{
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1"), 0, "%s", err);
+	cr_assert_not(o.ack_on_read);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--ack-on-read"), 0, "%s", err);
+	cr_assert(o.ack_on_read);
+}
