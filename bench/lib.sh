@@ -93,6 +93,36 @@ gw_cpu_ticks() {
 }
 
 # Kernel slab memory, bytes (machine-wide: sockets, files, io_uring...).
+# others_snapshot FILE: "pid ticks comm" of every user-space process outside
+# this suite (not a descendant of $BENCH_PID, not a kernel thread), to
+# measure what the rest of the machine takes from the cores during a step.
+others_snapshot() {
+	local f
+	for f in /proc/[0-9]*/stat; do
+		cat "$f" 2>/dev/null
+	done | awk -v me="${BENCH_PID:-$$}" '{
+		# comm may hold spaces: fields after the last ")" are fixed
+		i = index($0, "("); j = length($0); while (substr($0, j, 1) != ")") j--
+		pid = $1; comm = substr($0, i + 1, j - i - 1); split(substr($0, j + 2), f, " ")
+		ppid[pid] = f[2]; ticks[pid] = f[12] + f[13]; name[pid] = comm
+	} END {
+		for (p in ppid) {
+			q = p + 0; ours = 0
+			while (q > 2) { if (q == me) { ours = 1; break } q = ppid[q] + 0 }
+			if (!ours && p != 2 && ppid[p] != 2 && ppid[p] != "") print p, ticks[p], name[p]
+		}
+	}' >"$1"
+}
+
+# others_delta A B SECONDS: "ms_per_s top_comm top_ms_per_s" between two snapshots
+others_delta() {
+	awk -v s="$3" -v hz="$(getconf CLK_TCK)" 'NR == FNR { a[$1] = $2; next }
+		{ d = $2 - (($1 in a) ? a[$1] : 0); if (d < 0) d = 0; c = $3; for (k = 4; k <= NF; k++) c = c " " $k
+		  tot += d; by[c] += d }
+		END { for (c in by) if (by[c] > best) { best = by[c]; top = c }
+		      printf "%.1f %s %.1f\n", tot * 1000 / hz / s, (top == "" ? "-" : top), best * 1000 / hz / s }' "$1" "$2"
+}
+
 slab_bytes() { awk '/^Slab:/ {print $2 * 1024}' /proc/meminfo; }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -384,7 +384,7 @@ s_fanout_wss() {
 # ---------------------------------------------------------------------------
 # 4. Publish -> client latency at half the highest zero-loss rate.
 s_half() {
-	local sec="Latency" run name half p50s=() p99s=() p999s=() cold=() persec=() spikes=()
+	local sec="Latency" run name half p50s=() p99s=() p999s=() cold=() persec=() spikes=() others=() t0
 	if [ -z "${BEST_RATE:-}" ]; then
 		fig "$sec" "latency at half the highest zero-loss rate" "skipped" "no zero-loss rate was found"
 		return
@@ -398,6 +398,8 @@ s_half() {
 			cluster_stop
 			continue
 		fi
+		others_snapshot "$WD/$name.others0"
+		t0=$(date +%s.%N)
 		if load "$name" 200 "$PIN_LOAD" --scenario fanout --target "127.0.0.1:$WS_PORT" \
 			--clients "$FAN_N" --streams "$FAN_S" --workers 2 --rate 10000 \
 			--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$half,$half" \
@@ -412,6 +414,8 @@ s_half() {
 			# second, and how many seconds went over 5 ms
 			persec+=("$(median $(jget "$name" '.timeline[] | select(.recv_per_s > 0) | .p99_ms'))")
 			spikes+=("$(jget "$name" '[.timeline[] | select(.recv_per_s > 0)] | "\([.[] | select(.p99_ms > 5)] | length) of \(length)"')")
+			others_snapshot "$WD/$name.others1"
+			others+=("$(others_delta "$WD/$name.others0" "$WD/$name.others1" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b - a}')")")
 		else
 			failed "$sec" "run $run at $half msgs/s" "$LOAD_ERR"
 		fi
@@ -424,6 +428,15 @@ s_half() {
 		"p50 $(fmt "$(median "${p50s[@]}")" 2) ms, p999 $(fmt "$(median "${p999s[@]}")" 2) ms; p99 per run: ${p99s[*]}; target p99 < 5 ms"
 	fig "$sec" "p99 of a typical second at $half msgs/s (median over the seconds of a run, median of ${#persec[@]} runs)" \
 		"p99 $(fmt "$(median "${persec[@]}")" 2) ms" "seconds with a p99 over 5 ms, per run: $(printf '%s; ' "${spikes[@]}")the whole-step p99 above is set by those seconds"
+	if [ ${#others[@]} -gt 0 ]; then
+		local o tot=() per=()
+		for o in "${others[@]}"; do
+			read -r a b c <<<"$o"
+			tot+=("$a"); per+=("$(fmt "$a" 1) ms/s, most by $b ($(fmt "$c" 1))")
+		done
+		fig "$sec" "CPU taken by processes outside the suite during the latency runs (all cores, median of ${#tot[@]})" \
+			"$(fmt "$(median "${tot[@]}")" 1) ms per second" "per run: $(printf '%s; ' "${per[@]}")they run when they like, on core 0 too, and every delivery due then waits (see the notes)"
+	fi
 	fig "$sec" "the same rate in the step before, which carries every client's first messages, median of ${#cold[@]}" \
 		"p99 $(fmt "$(median "${cold[@]}")" 2) ms" "p99 per run: ${cold[*]} (the measured step above follows it)"
 }
