@@ -73,6 +73,9 @@ $(BUILD)/herald-ceiling: $(BUILD)/bench/ceiling.o $(BUILD)/common/cm_bufring.o $
 	$(CC) $(LDSAN) -pthread -o $@ $^ -luring
 
 # A unit test links the objects of the folder it mirrors (tests/unit/<folder>/).
+# test_cm_alloc also links the allocator it tunes (nothing under the sanitizers).
+$(BUILD)/tests/unit/common/test_cm_alloc: $(BUILD)/tests/unit/common/test_cm_alloc.o $(COMMON_O)
+	$(CC) $(LDSAN) -pthread -o $@ $^ -lcriterion $(MALLOC) $(LIBS)
 $(BUILD)/tests/unit/common/%: $(BUILD)/tests/unit/common/%.o $(COMMON_O)
 	$(CC) $(LDSAN) -pthread -o $@ $^ -lcriterion $(LIBS)
 $(BUILD)/tests/unit/gateway/%: $(BUILD)/tests/unit/gateway/%.o $(GW_O) $(COMMON_O)

@@ -3,6 +3,7 @@
  * clients may rely on. */
 #include "gw.h"
 #include "gw_opts.h"
+#include "cm_alloc.h"
 #include "cm_log.h"
 
 #include <stdio.h>
@@ -11,7 +12,10 @@ int main(int argc, char **argv)
 {
 	static struct gw_opts o;
 	char err[512];
-	int r = gw_opts_parse(&o, argc, argv, err, sizeof(err));
+	int r;
+
+	cm_alloc_tune();
+	r = gw_opts_parse(&o, argc, argv, err, sizeof(err));
 
 	if (r == 1)
 		return 0;

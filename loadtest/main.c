@@ -1,4 +1,5 @@
 /* herald-load — the load generator: see ld_run.h and --help. */
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "ld_opts.h"
 #include "ld_run.h"
@@ -12,6 +13,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int r;
 
+	cm_alloc_tune();
 	cm_log_init("herald-load", CM_LOG_INFO);
 	r = ld_opts_parse(&o, argc, argv, err, sizeof(err));
 	if (r == 1) {

@@ -4,6 +4,7 @@
 #include "rt_router.h"
 
 #include "cm_admin.h"
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_loop.h"
 #include "cm_net.h"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int rc, err = 0;
 
+	cm_alloc_tune();
 	memset(&o, 0, sizeof(o));
 	rc = parse(argc, argv, &o);
 	if (rc >= 0)
