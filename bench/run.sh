@@ -347,8 +347,9 @@ s_fanout() {
 }
 
 # ---------------------------------------------------------------------------
-# 3b. The same fan-out over wss (one run): the issue asks how close to the
-#     plain figure it gets with TLS.
+# 3b. The same fan-out over wss (one run, clients ACKing when they read like
+#     the headline runs): the issue asks how close to the plain figure it
+#     gets with TLS.
 s_fanout_wss() {
 	local sec="Fan-out over wss" name=fwss best per=$((FAN_N / FAN_S))
 	log "== fan-out over wss: $FAN_N clients over $FAN_S streams, rates $FAN_WSS_RATES"
@@ -360,7 +361,7 @@ s_fanout_wss() {
 	if ! load "$name" 400 "$PIN_LOAD" --scenario fanout --tls --target "127.0.0.1:$WSS_PORT" \
 		--clients "$FAN_N" --streams "$FAN_S" --workers 2 --rate 5000 \
 		--source-ips "$SRC_IPS" --redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$FAN_WSS_RATES" \
-		--duration "$FAN_DUR" --drain 2 --payload 128 --until-fail --connect-timeout 30; then
+		--duration "$FAN_DUR" --drain 2 --payload 128 --until-fail --connect-timeout 30 --ack-on-read; then
 		failed "$sec" "$FAN_N wss clients" "$LOAD_ERR"
 		cluster_stop
 		return
