@@ -75,9 +75,13 @@ struct cm_loop {
 	unsigned ninbox, capinbox, capspare;
 	atomic_bool bell;   /* a doorbell is on its way (or being answered) */
 	/* Batched waits (cm_loop_set_wait): at least wait_nr completions or
-	 * wait_ts, whichever comes first. wait_nr 0: one completion. */
+	 * wait_ts, whichever comes first. wait_nr 0: one completion. After a
+	 * turn with no completion at all the loop is idle, and its next wait
+	 * is for one completion with no timeout: an idle thread sleeps instead
+	 * of waking every wait_ts. */
 	unsigned wait_nr;
 	struct __kernel_timespec wait_ts;
+	bool idle;
 };
 
 static void timer_free(struct cm_timer *t)
@@ -443,7 +447,9 @@ int cm_loop_run(struct cm_loop *loop)
 		unsigned head, n;
 		int ret;
 
-		if (loop->wait_nr) {
+		unsigned total = 0;
+
+		if (loop->wait_nr && !loop->idle) {
 			struct io_uring_cqe *first;
 			ret = io_uring_submit_and_wait_timeout(&loop->ring, &first, loop->wait_nr,
 							       &loop->wait_ts, NULL);
@@ -462,7 +468,9 @@ int cm_loop_run(struct cm_loop *loop)
 				n++;
 			}
 			io_uring_cq_advance(&loop->ring, n);
+			total += n;
 		} while (n);
+		loop->idle = total == 0;
 		for (unsigned i = 0; i < loop->nturn; i++)
 			loop->turn[i].fn(loop->turn[i].arg);
 		/* Deferred work may defer more; run until none is left. */

@@ -58,7 +58,10 @@ struct cm_loop *cm_loop_new_local(unsigned entries);
 /* Each turn waits for at least nr completions or usec microseconds,
  * whichever comes first (nr <= 1: for one completion, the default). On a
  * cm_loop_new_local() loop the kernel then wakes the thread once per batch
- * rather than once per arriving packet. */
+ * rather than once per arriving packet. A wait that ends with no completion
+ * at all makes the loop idle: it then sleeps until the next completion (no
+ * timeout) and batches again from the turn after, so an idle thread costs
+ * nothing instead of a wake-up every usec. */
 void cm_loop_set_wait(struct cm_loop *loop, unsigned nr, unsigned usec);
 void cm_loop_free(struct cm_loop *loop);
 

@@ -346,3 +346,80 @@ Test(cm_loop, a_local_loop_with_batched_waits_takes_posts_in_order)
 	cr_assert_not_null(__atomic_load_n(&x.b, __ATOMIC_ACQUIRE));
 	send_and_check(&x, tb);
 }
+
+/* An idle loop with batched waits sleeps: after one wait that times out
+ * with nothing to do it waits for the next completion without a timeout,
+ * rather than waking every batch period. 60 ms of idleness with a 200 us
+ * period would be about 300 turns; sleeping, it is the turn that found the
+ * loop idle and the timer's own. */
+static void count_turn(void *arg) { (*(unsigned *)arg)++; }
+static void stop_loop(void *arg) { cm_loop_stop(arg); }
+
+Test(cm_loop, an_idle_loop_with_batched_waits_sleeps_until_the_next_completion)
+{
+	struct cm_loop *loop = cm_loop_new_local(64);
+	unsigned turns = 0;
+	cm_loop_set_wait(loop, 32, 200);
+	cm_loop_on_turn(loop, count_turn, &turns);
+	cm_timer_start(loop, 60, false, stop_loop, loop);
+	uint64_t t0 = cm_now_ms();
+	cr_assert_eq(cm_loop_run(loop), 0);
+	cr_assert_geq(cm_now_ms() - t0, 55);
+	cr_assert_leq(turns, 5, "%u turns in 60 ms of idleness: the loop woke every batch period", turns);
+	cm_loop_free(loop);
+}
+
+/* Woken from idleness by a lone completion, the loop dispatches it at
+ * once (nothing else is coming to fill a batch), then batches again: the
+ * next completion is held for the batch period like any other. */
+struct rewake_ctx {
+	struct cm_loop *loop;
+	int rfd, wfd, events;
+	uint64_t at[2];
+};
+
+static void on_rewake_readable(void *arg, int events)
+{
+	struct rewake_ctx *r = arg;
+	char buf[16];
+	(void)events;
+	cr_assert_gt(read(r->rfd, buf, sizeof(buf)), 0);
+	r->at[r->events++] = cm_now_ms();
+	if (r->events == 1)
+		cr_assert_eq(write(r->wfd, "b", 1), 1);
+	else
+		cm_loop_stop(r->loop);
+}
+
+static void *write_later(void *arg)
+{
+	struct rewake_ctx *r = arg;
+	usleep(130 * 1000);
+	ssize_t n = write(r->wfd, "a", 1); /* a short write fails the test below */
+	(void)n;
+	return NULL;
+}
+
+Test(cm_loop, a_loop_woken_from_idleness_dispatches_at_once_then_batches_again)
+{
+	int fds[2];
+	pthread_t t;
+	cr_assert_eq(pipe(fds), 0);
+	struct rewake_ctx r = { .loop = cm_loop_new_local(64), .rfd = fds[0], .wfd = fds[1] };
+	cm_loop_set_wait(r.loop, 64, 60 * 1000);
+	cm_poll_start(r.loop, fds[0], POLLIN, true, on_rewake_readable, &r);
+	uint64_t t0 = cm_now_ms();
+	cr_assert_eq(pthread_create(&t, NULL, write_later, &r), 0);
+	cr_assert_eq(cm_loop_run(r.loop), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.events, 2);
+	/* written at 130 ms, after the first (empty) 60-ms wait made the loop
+	 * idle; waking every 60 ms the loop would dispatch it at 180 */
+	cr_assert_lt(r.at[0] - t0, 165, "a lone completion after idleness waited %llu ms",
+		     (unsigned long long)(r.at[0] - t0));
+	cr_assert_geq(r.at[1] - r.at[0], 50, "the next completion came %llu ms later: not batched",
+		      (unsigned long long)(r.at[1] - r.at[0]));
+	cm_loop_free(r.loop);
+	close(fds[0]);
+	close(fds[1]);
+}
