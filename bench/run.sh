@@ -113,7 +113,7 @@ s_connections() {
 		--target "127.0.0.1:$WSS_PORT" --clients "$CONN_N" --workers "$CONN_W" \
 		--rate "$CONN_RATE" --max-pending 2000 --source-ips "$SRC_IPS" \
 		--redis "127.0.0.1:$REDIS_PORT" --rate-msgs "$BC_RATES" --duration "$BC_DUR" \
-		--drain 3 --until-fail --max-p99-ms 5000 --connect-timeout 20 --ramp-timeout $((CONN_N / CONN_RATE * 5 + 30)) \
+		--drain 5 --until-fail --max-p99-ms 5000 --connect-timeout 20 --ramp-timeout $((CONN_N / CONN_RATE * 5 + 30)) \
 		--ready-file "$WD/$name.ready" &
 	pid=$!
 	wait_until $((CONN_N / CONN_RATE * 5 + 60)) test -e "$WD/$name.ready"
