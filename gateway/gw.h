@@ -50,6 +50,11 @@ enum { GW_OP_RECV = 1, GW_OP_SEND = 2 };
 #define GW_IOV_MAX 64
 #define GW_TLS_CHUNK 16384      /* plaintext per SSL_write (one record) */
 #define GW_TLS_BATCH (64 * 1024) /* plaintext per flush in TLS mode */
+/* First capacity of a connection's TLS output, doubled as records are
+ * appended. A broadcast gives every subscriber one ~160-byte record at the
+ * same moment: sized to it, 100k such buffers are 25 MiB of shared small
+ * pages rather than 100k fresh 4 KiB pages, each a page fault to map. */
+#define GW_TLS_OUT_MIN 256
 #define GW_CLOSE_GRACE_MS 1000  /* after our close frame: wait for the peer's FIN */
 
 static inline uint64_t gw_ud(uint32_t idx, uint32_t gen, unsigned op)

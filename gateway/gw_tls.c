@@ -87,7 +87,7 @@ static int bio_write(BIO *b, const char *data, int len)
 	if (!t)
 		t = c->tout = cm_xcalloc(1, sizeof(*t));
 	if (t->out_len + (uint32_t)len > t->out_cap) {
-		uint32_t cap = t->out_cap ? t->out_cap : 4096;
+		uint32_t cap = t->out_cap ? t->out_cap : GW_TLS_OUT_MIN;
 		while (cap < t->out_len + (uint32_t)len)
 			cap *= 2;
 		t->out = cm_xrealloc(t->out, cap);
