@@ -115,14 +115,21 @@ struct gw_metrics {
 	atomic_store_explicit(&(wk)->m.field, \
 		atomic_load_explicit(&(wk)->m.field, memory_order_relaxed) + (v), memory_order_relaxed)
 
-/* A write queue, allocated while the connection has something to send. */
+/* The sendmsg of a plain connection with more than one packet queued. */
+struct gw_sendv {
+	struct msghdr msg;
+	struct iovec iov[GW_IOV_MAX];
+};
+
+/* A write queue, allocated while the connection has something to send. It
+ * stays small (a broadcast gives every subscriber one at the same moment);
+ * the iovec array comes only when a plain connection has a backlog. */
 struct gw_wq {
 	uint32_t n, cap;        /* queued packets */
 	uint32_t nflight;       /* packets [0, nflight) are in the send in flight */
 	uint32_t head_off;      /* bytes of packets[0] already sent */
 	struct cm_packet **p;
-	struct msghdr msg;
-	struct iovec iov[GW_IOV_MAX];
+	struct gw_sendv *sv;    /* NULL until a send takes two packets or more */
 };
 
 /* TLS output: records being built (out) and records being sent (fly). */

@@ -88,6 +88,17 @@ static struct gw_conn *conn_alloc(struct gw_worker *w)
 	return c;
 }
 
+static void wq_free(struct gw_conn *c)
+{
+	struct gw_wq *q = c->wq;
+
+	free(q->sv);
+	free(q->p);
+	free(q);
+	c->wq = NULL;
+	c->queued = 0;
+}
+
 static void wq_drop(struct gw_conn *c, uint32_t from)
 {
 	struct gw_wq *q = c->wq;
@@ -99,12 +110,8 @@ static void wq_drop(struct gw_conn *c, uint32_t from)
 		cm_packet_unref(q->p[i]);
 	}
 	q->n = from;
-	if (!q->n) {
-		free(q->p);
-		free(q);
-		c->wq = NULL;
-		c->queued = 0;
-	}
+	if (!q->n)
+		wq_free(c);
 }
 
 static void tout_free(struct gw_conn *c)
@@ -220,9 +227,10 @@ static void enqueue(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 	struct gw_wq *q = c->wq;
 
 	if (!q) {
-		/* not zeroed: iov and msg are filled per send */
+		/* sv comes with the first send of two packets or more */
 		q = c->wq = cm_xmalloc(sizeof(*q));
 		q->n = q->nflight = q->head_off = 0;
+		q->sv = NULL;
 		q->cap = 4;
 		q->p = cm_xmalloc(q->cap * sizeof(*q->p));
 	}
@@ -726,21 +734,25 @@ static void plain_flush(struct gw_worker *w, struct gw_conn *c)
 	if (!q || !q->n)
 		return;
 	k = q->n < GW_IOV_MAX ? q->n : GW_IOV_MAX;
-	for (uint32_t i = 0; i < k; i++) {
-		uint32_t off = i == 0 ? q->head_off : 0;
-		q->iov[i].iov_base = (void *)(cm_packet_bytes(q->p[i]) + off);
-		q->iov[i].iov_len = q->p[i]->len - off;
-	}
 	q->nflight = k;
 	sqe = cm_loop_sqe(w->loop);
 	if (k == 1) {
 		/* the common case of fan-out: one frame, a plain send */
-		io_uring_prep_send(sqe, c->fd, q->iov[0].iov_base, q->iov[0].iov_len, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, c->fd, cm_packet_bytes(q->p[0]) + q->head_off,
+				   q->p[0]->len - q->head_off, MSG_NOSIGNAL);
 	} else {
-		memset(&q->msg, 0, sizeof(q->msg));
-		q->msg.msg_iov = q->iov;
-		q->msg.msg_iovlen = k;
-		io_uring_prep_sendmsg(sqe, c->fd, &q->msg, MSG_NOSIGNAL);
+		struct gw_sendv *v = q->sv;
+		if (!v)
+			v = q->sv = cm_xmalloc(sizeof(*v));
+		for (uint32_t i = 0; i < k; i++) {
+			uint32_t off = i == 0 ? q->head_off : 0;
+			v->iov[i].iov_base = (void *)(cm_packet_bytes(q->p[i]) + off);
+			v->iov[i].iov_len = q->p[i]->len - off;
+		}
+		memset(&v->msg, 0, sizeof(v->msg));
+		v->msg.msg_iov = v->iov;
+		v->msg.msg_iovlen = k;
+		io_uring_prep_sendmsg(sqe, c->fd, &v->msg, MSG_NOSIGNAL);
 	}
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_SEND));
 	c->flags |= GW_F_SEND;
@@ -790,12 +802,8 @@ static void tls_flush(struct gw_worker *w, struct gw_conn *c)
 			q->n -= used;
 			total += chunk;
 		}
-		if (!q->n) {
-			free(q->p);
-			free(q);
-			c->wq = NULL;
-			c->queued = 0;
-		}
+		if (!q->n)
+			wq_free(c);
 	}
 	t = c->tout;
 	if (!t)
