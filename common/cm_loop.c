@@ -444,10 +444,8 @@ int cm_loop_run(struct cm_loop *loop)
 {
 	while (!loop->stop) {
 		struct io_uring_cqe *cqe;
-		unsigned head, n;
+		unsigned head, n, total = 0;
 		int ret;
-
-		unsigned total = 0;
 
 		if (loop->wait_nr && !loop->idle) {
 			struct io_uring_cqe *first;
