@@ -352,20 +352,19 @@ Test(cm_loop, a_local_loop_with_batched_waits_takes_posts_in_order)
  * rather than waking every batch period. 60 ms of idleness with a 200 us
  * period would be about 300 turns; sleeping, it is the turn that found the
  * loop idle and the timer's own. */
-static void count_turn(void *arg) { (*(unsigned *)arg)++; }
-static void stop_loop(void *arg) { cm_loop_stop(arg); }
-
-Test(cm_loop, an_idle_loop_with_batched_waits_sleeps_until_the_next_completion)
+Test(cm_loop, an_idle_loop_with_batched_waits_sleeps_until_the_next_completion, .timeout = 10)
 {
 	struct cm_loop *loop = cm_loop_new_local(64);
-	unsigned turns = 0;
+	struct counter turns = { .loop = loop, .stop_at = 0 }; /* counts, never stops */
+	struct counter timer = { .loop = loop, .stop_at = 1 };
 	cm_loop_set_wait(loop, 32, 200);
-	cm_loop_on_turn(loop, count_turn, &turns);
-	cm_timer_start(loop, 60, false, stop_loop, loop);
+	cm_loop_on_turn(loop, count_and_maybe_stop, &turns);
+	cm_timer_start(loop, 60, false, count_and_maybe_stop, &timer);
 	uint64_t t0 = cm_now_ms();
 	cr_assert_eq(cm_loop_run(loop), 0);
 	cr_assert_geq(cm_now_ms() - t0, 55);
-	cr_assert_leq(turns, 5, "%u turns in 60 ms of idleness: the loop woke every batch period", turns);
+	cr_assert_leq(turns.n, 5, "%d turns in 60 ms of idleness: the loop woke every batch period",
+		      turns.n);
 	cm_loop_free(loop);
 }
 
@@ -400,7 +399,7 @@ static void *write_later(void *arg)
 	return NULL;
 }
 
-Test(cm_loop, a_loop_woken_from_idleness_dispatches_at_once_then_batches_again)
+Test(cm_loop, a_loop_woken_from_idleness_dispatches_at_once_then_batches_again, .timeout = 10)
 {
 	int fds[2];
 	pthread_t t;
