@@ -69,7 +69,7 @@ $(BUILD)/herald-router: $(BUILD)/router/main.o $(RT_O) $(COMMON_O)
 $(BUILD)/herald-load: $(BUILD)/loadtest/main.o $(LD_O) $(COMMON_O)
 	$(CC) $(LDSAN) -pthread -o $@ $^ $(MALLOC) $(LIBS)
 # The loopback send ceiling that make bench compares herald's fan-out with.
-$(BUILD)/herald-ceiling: $(BUILD)/bench/ceiling.o $(BUILD)/common/cm_bufring.o $(BUILD)/common/cm_flags.o $(BUILD)/common/cm_log.o
+$(BUILD)/herald-ceiling: $(BUILD)/bench/ceiling.o $(BUILD)/common/cm_bufring.o $(BUILD)/common/cm_flags.o $(BUILD)/common/cm_log.o $(BUILD)/common/cm_net.o
 	$(CC) $(LDSAN) -pthread -o $@ $^ -luring
 
 # A unit test links the objects of the folder it mirrors (tests/unit/<folder>/).

@@ -38,6 +38,7 @@
 
 #include "cm_bufring.h"
 #include "cm_flags.h"
+#include "cm_net.h"
 
 #define MAX_SOURCES 64
 #define RECV_BUFS 4096
@@ -259,6 +260,26 @@ static void arm_recv(struct io_uring *ring, int fd, unsigned idx)
 	io_uring_sqe_set_data64(sqe, idx);
 }
 
+#define ACK_UD UINT64_MAX
+
+/* After a read, as herald-load --ack-on-read does: TCP_QUICKACK with 2 sends
+ * the pending ACK and leaves the socket in delayed-ACK mode, as a socket
+ * command in the next submit (a failure alone completes, as ACK_UD), or
+ * with setsockopt where the kernel has no socket commands. */
+static void ack_flush(struct io_uring *ring, int fd, bool ack_ring)
+{
+	static const int two = 2;
+	struct io_uring_sqe *sqe;
+
+	if (!ack_ring || !(sqe = io_uring_get_sqe(ring))) {
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &two, sizeof(two));
+		return;
+	}
+	cm_prep_setsockopt(sqe, fd, IPPROTO_TCP, TCP_QUICKACK, &two);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ACK_UD);
+}
+
 /* Connects, says so on `ready`, reads until every connection is closed or
  * the deadline passes, then writes the bytes it read to `ready`. */
 static int receiver(const struct opts *o, int port, int ready, double deadline)
@@ -268,6 +289,7 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200000 };
 	uint64_t bytes = 0;
 	unsigned open_conns;
+	bool ack_ring = true;
 	int *fds = calloc(o->conns, sizeof(int));
 
 	pin(o->recv_cpu);
@@ -311,12 +333,17 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 			if (cqe->flags & IORING_CQE_F_BUFFER) {
 				cm_bufring_recycle(&rb, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			}
+			if (cqe->user_data == ACK_UD) {
+				/* only a failed flush completes: without socket
+				 * commands, flush with setsockopt from now on */
+				if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL)
+					ack_ring = false;
+				continue;
+			}
 			if (cqe->res > 0) {
 				bytes += (uint64_t)cqe->res;
-				if (o->ack_on_read) {
-					int two = 2; /* flush the ACK, stay in delayed-ACK mode */
-					setsockopt(fds[idx], IPPROTO_TCP, TCP_QUICKACK, &two, sizeof(two));
-				}
+				if (o->ack_on_read)
+					ack_flush(&ring, fds[idx], ack_ring);
 			}
 			if (cqe->flags & IORING_CQE_F_MORE)
 				continue;

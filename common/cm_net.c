@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,4 +101,21 @@ int cm_local_port(int fd)
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* The kernel's socket command (include/uapi/linux/io_uring.h, 6.7 onwards);
+ * Debian 12's headers predate it. */
+#define CM_SOCKET_URING_OP_SETSOCKOPT 3
+
+void cm_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int optname, const int *val)
+{
+	/* the socket command's layout: level and optname share addr, optlen
+	 * sits where file_index does, optval in addr3 */
+	const uint32_t level_name[2] = { (uint32_t)level, (uint32_t)optname };
+
+	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+	sqe->cmd_op = CM_SOCKET_URING_OP_SETSOCKOPT;
+	memcpy(&sqe->addr, level_name, sizeof(level_name));
+	sqe->file_index = sizeof(*val);
+	sqe->addr3 = (uint64_t)(uintptr_t)val;
 }

@@ -28,6 +28,11 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx);
  * even value: flush, then stay in ping-pong mode). */
 void ld_ack_hold(int fd);
 void ld_ack_flush(int fd);
+/* The flush as an io_uring socket command (cm_prep_setsockopt), so that it
+ * rides the turn's one submit; the worker falls back to ld_ack_flush where
+ * the kernel answers -EOPNOTSUPP or -EINVAL. */
+struct io_uring_sqe;
+void ld_ack_prep(struct io_uring_sqe *sqe, int fd);
 
 /* True when global client g is one of the slow clients (--slow-pct). */
 bool ld_client_is_slow(const struct ld_opts *o, uint64_t g);
