@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 /* How many 16 KiB hiredis reads one readiness event may run before the rest
  * is left to a level-triggered one-shot poll (fairness to other work). */
@@ -28,6 +29,8 @@ struct cm_redis_ev {
 	struct cm_poll *wpoll;  /* one-shot POLLOUT, NULL once fired */
 	struct cm_poll *kick;   /* one-shot POLLIN when a read event left data */
 	bool dead;              /* hiredis cleaned up; memory goes after the turn */
+	bool noreply;           /* CLIENT REPLY OFF: whatever arrives is dropped */
+	uint64_t dropped;       /* bytes dropped so (a server that answers anyway) */
 };
 
 static void ev_on_read(void *arg, int revents);
@@ -40,10 +43,43 @@ static void ev_on_kick(void *arg, int revents)
 		ev_on_read(ev, revents);
 }
 
+/* A reply-off connection expects nothing but its end. A server that
+ * answers anyway (one without CLIENT REPLY) must not reach hiredis, which
+ * holds no callback for it and would abort: the bytes are dropped here, and
+ * hiredis sees only the end of the connection. */
+static bool ev_drop_input(struct cm_redis_ev *ev)
+{
+	char buf[4096];
+
+	for (int i = 0; i < CM_REDIS_READS_PER_EVENT; i++) {
+		ssize_t n = recv(ev->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			if (!ev->dropped) {
+				int m = 0; /* its first line, at most 80 bytes */
+				while (m < n && m < 80 && buf[m] != '\r' && buf[m] != '\n')
+					m++;
+				cm_warn("redis: a reply on a connection with replies off (no CLIENT "
+					"REPLY on this server?): %.*s", m, buf);
+			}
+			ev->dropped += (uint64_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return true;
+		return false; /* the end, or an error: hiredis reads it and disconnects */
+	}
+	if (!ev->kick)
+		ev->kick = cm_poll_start(ev->loop, ev->fd, POLLIN, false, ev_on_kick, ev);
+	return true;
+}
+
 static void ev_on_read(void *arg, int revents)
 {
 	struct cm_redis_ev *ev = arg;
 	(void)revents;
+
+	if (ev->noreply && ev_drop_input(ev))
+		return;
 
 	/* io_uring's multishot poll reports new readiness, not a level: hiredis
 	 * reads at most 16 KiB per call, so keep reading while bytes wait. */
@@ -308,4 +344,34 @@ uint64_t cm_redis_reconnects(const struct cm_redis *r)
 size_t cm_redis_pending(const struct redisAsyncContext *ac)
 {
 	return ac->c.obuf ? sdslen(ac->c.obuf) : 0;
+}
+
+int cm_redis_send_noreply(redisAsyncContext *ac, const char *cmd, size_t len)
+{
+	if (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))
+		return -ENOTCONN;
+	if (redisAppendFormattedCommand(&ac->c, cmd, len) != REDIS_OK)
+		return -ENOMEM;
+	/* what redisAsyncFormattedCommand does after queueing its callback */
+	if (ac->ev.addWrite)
+		ac->ev.addWrite(ac->ev.data);
+	return 0;
+}
+
+int cm_redis_reply_off(redisAsyncContext *ac)
+{
+	static const char cmd[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n";
+	struct cm_redis_ev *ev = ac->ev.data;
+
+	if (!ev || ac->ev.addRead != ev_add_read)
+		return -EINVAL; /* not on a cm_loop */
+	ev->noreply = true;
+	return cm_redis_send_noreply(ac, cmd, sizeof(cmd) - 1);
+}
+
+uint64_t cm_redis_dropped(const redisAsyncContext *ac)
+{
+	const struct cm_redis_ev *ev = ac->ev.data;
+
+	return ev && ac->ev.addRead == ev_add_read ? ev->dropped : 0;
 }

@@ -50,6 +50,21 @@ bool cm_redis_up(const struct cm_redis *r);
  * means Redis is not keeping up: callers bound it). */
 size_t cm_redis_pending(const struct redisAsyncContext *ac);
 
+/* Fire-and-forget writes. cm_redis_reply_off() asks Redis to stop
+ * replying on ac's connection (CLIENT REPLY OFF); call it first thing in
+ * up(), on a connection used for nothing else. cm_redis_send_noreply()
+ * then queues a RESP-formatted command (cmd, len) with no reply callback:
+ * hiredis takes a reply it did not ask for as a protocol error and drops
+ * the connection, so the two go together. The write leaves with the turn's
+ * others; Redis saves a reply write and the caller a wake-up to read it,
+ * per pipeline. Returns 0, or -ENOTCONN while ac is going away, or -ENOMEM
+ * (cm_redis_reply_off: -EINVAL when ac is not attached to a cm_loop). */
+int cm_redis_reply_off(struct redisAsyncContext *ac);
+int cm_redis_send_noreply(struct redisAsyncContext *ac, const char *cmd, size_t len);
+/* Bytes a reply-off connection received and dropped: 0 unless the server
+ * ignores CLIENT REPLY OFF (it is logged once; hiredis never sees them). */
+uint64_t cm_redis_dropped(const struct redisAsyncContext *ac);
+
 /* Successful connects after the first one. */
 uint64_t cm_redis_reconnects(const struct cm_redis *r);
 

@@ -37,7 +37,10 @@ struct rt_router {
 	char *prefix;
 	char *chan_router, *chan_all, *pat_stream, *pat_user, *key_offsets, *key_ccu;
 	size_t stream_pre, user_pre;  /* strlen("<p>:stream:"), strlen("<p>:user:") */
-	struct cm_redis *pub, *sub;
+	/* pub: commands whose replies we read (the offsets and gateways at
+	 * start); out: everything written and forgotten (deliveries, offsets,
+	 * CCU), with replies off; sub: the subscriptions */
+	struct cm_redis *pub, *out, *sub;
 	bool loaded, loading;
 	uint64_t sub_connects;
 	struct rt_subtag tags[SUB_N];
@@ -78,15 +81,14 @@ static bool send_cmd(struct rt_router *r, const char *cmd, size_t len)
 		r->o.send(r->o.send_arg, cmd, len);
 		return true;
 	}
-	if (!r->pub || !(ac = cm_redis_ctx(r->pub)))
+	if (!r->out || !(ac = cm_redis_ctx(r->out)))
 		return false;
 	if (cm_redis_pending(ac) > RT_MAX_BACKLOG) {
 		/* Redis does not keep up: drop rather than grow without bound. */
 		r->st.backlog_drops++;
 		return false;
 	}
-	redisAsyncFormattedCommand(ac, NULL, NULL, cmd, len);
-	return true;
+	return cm_redis_send_noreply(ac, cmd, len) == 0;
 }
 
 static void resp_begin(struct cm_buf *b, size_t nargs)
@@ -729,15 +731,22 @@ static void pub_up(void *arg, redisAsyncContext *ac)
 {
 	struct rt_router *r = arg;
 
-	if (!r->loaded) {
-		if (!r->loading) {
-			r->loading = true;
-			redisAsyncCommand(ac, on_offsets, r, "HGETALL %s", r->key_offsets);
-			redisAsyncCommand(ac, on_ccu_keys, r, "HKEYS %s", r->key_ccu);
-		}
-		return;
+	if (!r->loaded && !r->loading) {
+		r->loading = true;
+		redisAsyncCommand(ac, on_offsets, r, "HGETALL %s", r->key_offsets);
+		redisAsyncCommand(ac, on_ccu_keys, r, "HKEYS %s", r->key_ccu);
 	}
-	dump_offsets(r);
+}
+
+/* The write connection, first or again: replies off, and after a
+ * reconnect every counter back (Redis may have lost them). */
+static void out_up(void *arg, redisAsyncContext *ac)
+{
+	struct rt_router *r = arg;
+
+	cm_redis_reply_off(ac);
+	if (r->loaded)
+		dump_offsets(r);
 }
 
 /* ------------------------------------------------------------------- API */
@@ -795,8 +804,9 @@ struct rt_router *rt_router_new(struct cm_loop *loop, const struct rt_opts *opts
 	r->t_sample = cm_timer_start(loop, 1000, true, on_sample_timer, r);
 	r->t_sweep = cm_timer_start(loop, 10000, true, on_sweep_timer, r);
 	{
-		const struct cm_redis_cbs cbs = { .up = pub_up };
-		r->pub = cm_redis_new(loop, r->o.redis_host, r->o.redis_port, "pub", &cbs, r);
+		const struct cm_redis_cbs pcbs = { .up = pub_up }, ocbs = { .up = out_up };
+		r->pub = cm_redis_new(loop, r->o.redis_host, r->o.redis_port, "pub", &pcbs, r);
+		r->out = cm_redis_new(loop, r->o.redis_host, r->o.redis_port, "out", &ocbs, r);
 	}
 	return r;
 }
@@ -811,6 +821,7 @@ void rt_router_free(struct rt_router *r)
 	cm_timer_stop(r->t_sweep);
 	cm_redis_free(r->sub);
 	cm_redis_free(r->pub);
+	cm_redis_free(r->out);
 	for (size_t i = 0; i < r->nstale; i++)
 		free(r->stale[i]);
 	free(r->stale);
@@ -833,9 +844,10 @@ void rt_router_free(struct rt_router *r)
 void rt_router_stats(const struct rt_router *r, struct rt_stats *st)
 {
 	*st = r->st;
-	st->redis_up = r->o.no_redis || (r->pub && cm_redis_up(r->pub) && r->sub &&
-					 cm_redis_up(r->sub));
+	st->redis_up = r->o.no_redis || (r->pub && cm_redis_up(r->pub) && r->out &&
+					 cm_redis_up(r->out) && r->sub && cm_redis_up(r->sub));
 	st->redis_reconnects = (r->pub ? cm_redis_reconnects(r->pub) : 0) +
+			       (r->out ? cm_redis_reconnects(r->out) : 0) +
 			       (r->sub ? cm_redis_reconnects(r->sub) : 0);
 	st->cluster_ccu = 0;
 	for (size_t s = 0; s < rt_gws_end(r->g); s++) {
