@@ -89,7 +89,10 @@ static bool send_event(struct gw_cluster *c, Herald__Cluster__GatewayEvent *ev)
 {
 	redisAsyncContext *ac = cm_redis_ctx(c->pub);
 	uint8_t stackbuf[512], *buf = stackbuf;
+	char *cmd;
 	size_t len;
+	int n;
+	bool ok;
 
 	if (!ac || cm_redis_pending(ac) > GW_MAX_BACKLOG)
 		return false; /* Redis gone or not keeping up: drop, never grow */
@@ -101,10 +104,15 @@ static bool send_event(struct gw_cluster *c, Herald__Cluster__GatewayEvent *ev)
 	if (len > sizeof(stackbuf))
 		buf = cm_xmalloc(len);
 	herald__cluster__gateway_event__pack(ev, buf);
-	redisAsyncCommand(ac, NULL, NULL, "PUBLISH %s %b", c->router_chan, buf, len);
+	/* written and forgotten: the connection has replies off (pub_up) */
+	n = redisFormatCommand(&cmd, "PUBLISH %s %b", c->router_chan, buf, len);
 	if (buf != stackbuf)
 		free(buf);
-	return true;
+	if (n < 0)
+		return false;
+	ok = cm_redis_send_noreply(ac, cmd, (size_t)n) == 0;
+	redisFreeCommand(cmd);
+	return ok;
 }
 
 static void send_hello(struct gw_cluster *c)
@@ -606,7 +614,10 @@ static void sub_down(void *arg)
 static void pub_up(void *arg, redisAsyncContext *ac)
 {
 	struct gw_cluster *c = arg;
-	(void)ac;
+
+	/* events are written and forgotten: Redis owes no reply, and the
+	 * gateway does not wake to read one */
+	cm_redis_reply_off(ac);
 	maybe_hello(c);
 }
 
