@@ -59,6 +59,7 @@ struct ld_sum {
 	uint64_t clients, attempts, open_now, pending, opened, closed, churned, resumed;
 	uint64_t err[LD_E_MAX], http_status[6], http_last, close_code[LD_CLOSE_CODES + 1];
 	uint64_t recv_msgs, recv_bytes, foreign, pings, nobufs, slow_total, slow_cut;
+	uint64_t ack_ring, ack_call;
 	uint64_t errors;
 };
 
@@ -88,6 +89,8 @@ static void sum_workers(struct ld_parent *P, struct ld_sum *s)
 		s->foreign += w->foreign;
 		s->pings += w->pings;
 		s->nobufs += w->nobufs;
+		s->ack_ring += w->ack_ring;
+		s->ack_call += w->ack_call;
 		s->slow_total += w->slow_total;
 		s->slow_cut += w->slow_cut;
 	}
@@ -692,6 +695,12 @@ int ld_run(const struct ld_opts *o)
 	cJSON_AddNumberToObject(j, "buffer_ring_empty", (double)s.nobufs);
 	merge_lat(P, lat);
 	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
+	if (o->ack_on_read) {
+		/* which way the ACKs went: a kernel before 6.7 has no socket commands */
+		j = cJSON_AddObjectToObject(root, "ack_flushes");
+		cJSON_AddNumberToObject(j, "io_uring", (double)s.ack_ring);
+		cJSON_AddNumberToObject(j, "setsockopt", (double)s.ack_call);
+	}
 	if (o->slow_pct > 0) {
 		j = cJSON_AddObjectToObject(root, "slow");
 		cJSON_AddNumberToObject(j, "clients", (double)s.slow_total);

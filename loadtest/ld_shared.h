@@ -79,6 +79,7 @@ struct ld_wstats {
 	uint64_t close_code[LD_CLOSE_CODES + 1];
 	uint64_t recv_msgs, recv_bytes, foreign, pings;
 	uint64_t nobufs;           /* receive buffer ring ran dry */
+	uint64_t ack_ring, ack_call; /* --ack-on-read flushes: socket commands, setsockopt calls */
 	uint64_t slow_total, slow_cut;
 	struct ld_hist hs;         /* connect -> open, microseconds */
 	struct ld_hist lat;        /* all latencies, microseconds */

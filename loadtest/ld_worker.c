@@ -648,6 +648,7 @@ static void ack_flush(struct ld_worker *w, struct ld_conn *c)
 
 	if (!w->ack_ring) {
 		ld_ack_flush(c->fd);
+		w->st->ack_call++;
 		return;
 	}
 	sqe = cm_loop_sqe(w->loop);
@@ -655,6 +656,7 @@ static void ack_flush(struct ld_worker *w, struct ld_conn *c)
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_sqe_set_data64(sqe, cm_ud(LD_K_ACK, 0));
 	c->ack_queued = true;
+	w->st->ack_ring++;
 }
 
 /* Only failures complete. A kernel without socket commands says so once;

@@ -61,7 +61,19 @@ static void fanout_exact(const char *extra)
 
 	cJSON *j = read_json(out);
 	const cJSON *conn = cJSON_GetObjectItemCaseSensitive(j, "connect");
+	const cJSON *acks = cJSON_GetObjectItemCaseSensitive(j, "ack_flushes");
 	cr_assert_eq(num(conn, "opened"), 200);
+	if (extra && !strcmp(extra, "--ack-on-read")) {
+		/* a flush after every read that carried data, one way or the
+		 * other: at most one per message plus the upgrade's response,
+		 * at least one per ten messages (reads coalesce a few) */
+		double flushes = num(acks, "io_uring") + num(acks, "setsockopt");
+		double msgs = num(cJSON_GetObjectItemCaseSensitive(j, "recv"), "messages");
+		cr_assert(flushes >= msgs / 10 && flushes <= msgs + 2 * num(conn, "opened"),
+			  "%g ACK flushes for %g messages", flushes, msgs);
+	} else {
+		cr_assert_null(acks);
+	}
 	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "errors"), "total"), 0);
 	const cJSON *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
 	cr_assert_eq(cJSON_GetArraySize(steps), 2);
