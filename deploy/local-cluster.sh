@@ -37,7 +37,10 @@ names=()
 pids=()
 stop_all() {
 	local i pid rc phase deadline
-	trap - INT TERM HUP
+	# Ignore, not default: a second signal must not cut the cleanup short
+	# (make relays SIGTERM to this script after the one sent to its group;
+	# a second Ctrl-C). The cleanup is bounded: 15 s a phase, then SIGKILL.
+	trap '' INT TERM HUP
 	[ ${#pids[@]} -eq 0 ] && return 0
 	say "stopping ${#pids[@]} processes"
 	# Gateways first (they drain: close 1001 to their clients), then the
