@@ -77,7 +77,7 @@ void rt_admin_metrics(struct rt_router *r, struct cm_buf *b)
 			 "# HELP herald_router_redis_reconnects_total Redis reconnects.\n"
 			 "# TYPE herald_router_redis_reconnects_total counter\n"
 			 "herald_router_redis_reconnects_total %llu\n"
-			 "# HELP herald_router_redis_up 1 when both Redis connections are up.\n"
+			 "# HELP herald_router_redis_up 1 when all three Redis connections (subscriber, reader, writer) are up.\n"
 			 "# TYPE herald_router_redis_up gauge\n"
 			 "herald_router_redis_up %d\n"
 			 "# HELP herald_router_bad_frames_total Malformed or oversized gateway frames dropped.\n"
