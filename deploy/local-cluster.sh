@@ -14,12 +14,13 @@
 #   HERALD_GATEWAYS=2         number of gateways
 #   HERALD_GW_THREADS=1       --threads per gateway
 #   HERALD_AUTH=none          "jwt" uses run/jwt-secret (created on first run)
+#   HERALD_RUN_DIR=run        certificates, Redis's directory, logs
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
 build=${HERALD_BUILD:-build}
-run=$root/run
+run=${HERALD_RUN_DIR:-$root/run}
 bind=${HERALD_BIND:-127.0.0.1}
 ngw=${HERALD_GATEWAYS:-2}
 threads=${HERALD_GW_THREADS:-1}
