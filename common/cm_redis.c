@@ -31,6 +31,8 @@ struct cm_redis_ev {
 	bool dead;              /* hiredis cleaned up; memory goes after the turn */
 	bool noreply;           /* CLIENT REPLY OFF: whatever arrives is dropped */
 	uint64_t dropped;       /* bytes dropped so (a server that answers anyway) */
+	uint64_t *dropped_sink; /* the client's count over its connections, or NULL */
+	const char *name;       /* the client's name, for the log */
 };
 
 static void ev_on_read(void *arg, int revents);
@@ -58,10 +60,12 @@ static bool ev_drop_input(struct cm_redis_ev *ev)
 				int m = 0; /* its first line, at most 80 bytes */
 				while (m < n && m < 80 && buf[m] != '\r' && buf[m] != '\n')
 					m++;
-				cm_warn("redis: a reply on a connection with replies off (no CLIENT "
-					"REPLY on this server?): %.*s", m, buf);
+				cm_warn("redis %s: a reply on a connection with replies off (no CLIENT "
+					"REPLY on this server?): %.*s", ev->name ? ev->name : "", m, buf);
 			}
 			ev->dropped += (uint64_t)n;
+			if (ev->dropped_sink)
+				*ev->dropped_sink += (uint64_t)n;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -183,6 +187,7 @@ struct cm_redis {
 	unsigned backoff;
 	struct cm_timer *retry, *ctimer;
 	uint64_t connects;
+	uint64_t dropped;       /* reply bytes dropped on reply-off connections */
 };
 
 static void cl_connect(struct cm_redis *r);
@@ -285,6 +290,8 @@ static void cl_connect(struct cm_redis *r)
 	}
 	ac->data = r;
 	CM_ASSERT(cm_redis_attach(r->loop, ac) == 0);
+	((struct cm_redis_ev *)ac->ev.data)->dropped_sink = &r->dropped;
+	((struct cm_redis_ev *)ac->ev.data)->name = r->name;
 	redisAsyncSetConnectCallback(ac, cl_on_connect);
 	redisAsyncSetDisconnectCallback(ac, cl_on_disconnect);
 	r->ac = ac;
@@ -374,4 +381,9 @@ uint64_t cm_redis_dropped(const redisAsyncContext *ac)
 	const struct cm_redis_ev *ev = ac->ev.data;
 
 	return ev && ac->ev.addRead == ev_add_read ? ev->dropped : 0;
+}
+
+uint64_t cm_redis_dropped_total(const struct cm_redis *r)
+{
+	return r->dropped;
 }

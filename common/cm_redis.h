@@ -64,6 +64,8 @@ int cm_redis_send_noreply(struct redisAsyncContext *ac, const char *cmd, size_t 
 /* Bytes a reply-off connection received and dropped: 0 unless the server
  * ignores CLIENT REPLY OFF (it is logged once; hiredis never sees them). */
 uint64_t cm_redis_dropped(const struct redisAsyncContext *ac);
+/* The same over all of a client's connections (for /metrics). */
+uint64_t cm_redis_dropped_total(const struct cm_redis *r);
 
 /* Successful connects after the first one. */
 uint64_t cm_redis_reconnects(const struct cm_redis *r);

@@ -79,6 +79,7 @@ void gw_cluster_set_stats(struct gw_cluster *c, uint64_t ccu, uint64_t streams);
 struct gw_cluster_stats {
 	bool redis_up;            /* subscribed and able to publish */
 	uint64_t redis_reconnects;
+	uint64_t redis_dropped_replies; /* bytes: a server ignoring CLIENT REPLY OFF */
 	uint64_t frames_in, frames_bad, deliveries_in;
 };
 void gw_cluster_get_stats(const struct gw_cluster *c, struct gw_cluster_stats *st);

@@ -738,6 +738,9 @@ void gw_hub_stats(struct gw *g, struct cm_buf *b)
 	cm_buf_printf(b, "# TYPE herald_gateway_cluster_reconnects_total counter\n"
 			 "herald_gateway_cluster_reconnects_total %llu\n",
 		      (unsigned long long)st.redis_reconnects);
+	cm_buf_printf(b, "# TYPE herald_gateway_cluster_redis_dropped_reply_bytes_total counter\n"
+			 "herald_gateway_cluster_redis_dropped_reply_bytes_total %llu\n",
+		      (unsigned long long)st.redis_dropped_replies);
 	cm_buf_printf(b, "# TYPE herald_gateway_cluster_frames_in_total counter\n"
 			 "herald_gateway_cluster_frames_in_total %llu\n",
 		      (unsigned long long)st.frames_in);

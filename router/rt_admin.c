@@ -77,6 +77,9 @@ void rt_admin_metrics(struct rt_router *r, struct cm_buf *b)
 			 "# HELP herald_router_redis_reconnects_total Redis reconnects.\n"
 			 "# TYPE herald_router_redis_reconnects_total counter\n"
 			 "herald_router_redis_reconnects_total %llu\n"
+			 "# HELP herald_router_redis_dropped_reply_bytes_total Bytes Redis sent on the writer although its replies are off (0 unless a proxy ignores CLIENT REPLY).\n"
+			 "# TYPE herald_router_redis_dropped_reply_bytes_total counter\n"
+			 "herald_router_redis_dropped_reply_bytes_total %llu\n"
 			 "# HELP herald_router_redis_up 1 when all three Redis connections (subscriber, reader, writer) are up.\n"
 			 "# TYPE herald_router_redis_up gauge\n"
 			 "herald_router_redis_up %d\n"
@@ -101,7 +104,8 @@ void rt_admin_metrics(struct rt_router *r, struct cm_buf *b)
 			 "# TYPE herald_router_offsets_tracked gauge\n"
 			 "herald_router_offsets_tracked %zu\n",
 		      (unsigned long long)st.deliveries_out, (unsigned long long)st.batches,
-		      (unsigned long long)st.redis_reconnects, st.redis_up ? 1 : 0,
+		      (unsigned long long)st.redis_reconnects,
+		      (unsigned long long)st.redis_dropped_replies, st.redis_up ? 1 : 0,
 		      (unsigned long long)st.bad_frames, (unsigned long long)st.dropped_no_holder,
 		      (unsigned long long)st.too_large, (unsigned long long)st.backlog_drops,
 		      st.gateways, st.streams, st.users,

@@ -66,6 +66,7 @@ struct rt_stats {
 	bool redis_up;
 	uint64_t publishes_in, deliveries_out, batches, bad_frames, dropped_no_holder,
 		too_large, redis_reconnects, backlog_drops;
+	uint64_t redis_dropped_replies; /* bytes: a server ignoring CLIENT REPLY OFF */
 	uint64_t cluster_ccu;
 	size_t gateways, streams, users, entries;
 };

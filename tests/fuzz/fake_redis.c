@@ -66,3 +66,9 @@ uint64_t cm_redis_dropped(const struct redisAsyncContext *ac)
 	(void)ac;
 	return 0;
 }
+
+uint64_t cm_redis_dropped_total(const struct cm_redis *c)
+{
+	(void)c;
+	return 0;
+}

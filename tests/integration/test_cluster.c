@@ -102,6 +102,11 @@ Test(cluster, publishes_reach_every_gateway_with_exact_bytes_and_contiguous_offs
 			}
 		}
 	expect_quiet(cl[0][0], 200);
+	/* every writer to Redis has replies off, and Redis honours it */
+	cr_assert_eq(th_router_metric(&router, "herald_router_redis_dropped_reply_bytes_total", NULL), 0);
+	for (int i = 0; i < NGW; i++)
+		cr_assert_eq(th_gw_metric(&gws[i], "herald_gateway_cluster_redis_dropped_reply_bytes_total",
+					  NULL), 0);
 	for (int i = 0; i < NGW; i++)
 		for (int k = 0; k < 2; k++)
 			th_ws_free(cl[i][k]);

@@ -174,6 +174,7 @@ Test(cluster_redis, replies_on_a_reply_off_connection_are_dropped)
 	cr_assert(PUMP(cm_redis_dropped(ac) >= 5 + 5000 * 4, 3000), "dropped %llu",
 		  (unsigned long long)cm_redis_dropped(ac));
 	cr_assert(cm_redis_up(w.r) && w.downs == 0);
+	cr_assert_eq(cm_redis_dropped_total(w.r), cm_redis_dropped(ac), "the client's count");
 	cm_redis_free(w.r);
 	cm_redis_free(rd.r);
 	run_for(5);

@@ -74,6 +74,8 @@ Test(router_admin, metrics_gateways_and_stats)
 	cr_assert_eq(th_router_metric(&router, "herald_router_bad_frames_total", NULL), 0);
 	cr_assert_eq(th_router_metric(&router, "herald_router_redis_reconnects_total", NULL), 0);
 	cr_assert_eq(th_router_metric(&router, "herald_router_redis_up", NULL), 1);
+	/* its writer has replies off, and Redis honours it */
+	cr_assert_eq(th_router_metric(&router, "herald_router_redis_dropped_reply_bytes_total", NULL), 0);
 
 	struct th_gwrow rows[4];
 	cr_assert_eq(th_router_gateways(&router, rows, 4), 2);
