@@ -119,24 +119,32 @@ static bool counter_is(struct client *c, long long want)
 /* Written and forgotten (the router's deliveries): with replies off, 20000
  * commands arrive in order and nothing comes back, not even the error of a
  * command that fails, which hiredis would take as a protocol error. */
-Test(cluster_redis, fire_and_forget_writes_with_replies_off)
+static const char incr_k[] = "*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n";
+
+/* A fresh Redis, a reply-off writer w and a plain checker rd, both up; the
+ * writer's context. */
+static redisAsyncContext *writer_and_checker(struct client *w, struct client *rd)
 {
-	static const char incr[] = "*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n";
-	static const char set_s[] = "*3\r\n$3\r\nSET\r\n$1\r\ns\r\n$1\r\nx\r\n";
-	static const char bad[] = "*2\r\n$4\r\nINCR\r\n$1\r\ns\r\n"; /* WRONGTYPE */
 	struct th_proc *redis = th_redis_start();
-	struct client w = { 0 }, rd = { 0 };
-	redisAsyncContext *ac;
 
 	loop = cm_loop_new(64);
-	w.r = cm_redis_new(loop, "127.0.0.1", redis->port, "out", &off_cbs, &w);
-	rd.r = cm_redis_new(loop, "127.0.0.1", redis->port, "check", &cbs, &rd);
-	cr_assert(PUMP(cm_redis_up(w.r) && cm_redis_up(rd.r), 3000));
-	ac = cm_redis_ctx(w.r);
+	w->r = cm_redis_new(loop, "127.0.0.1", redis->port, "out", &off_cbs, w);
+	rd->r = cm_redis_new(loop, "127.0.0.1", redis->port, "check", &cbs, rd);
+	cr_assert(PUMP(cm_redis_up(w->r) && cm_redis_up(rd->r), 3000));
+	return cm_redis_ctx(w->r);
+}
+
+Test(cluster_redis, fire_and_forget_writes_with_replies_off)
+{
+	static const char set_s[] = "*3\r\n$3\r\nSET\r\n$1\r\ns\r\n$1\r\nx\r\n";
+	static const char bad[] = "*2\r\n$4\r\nINCR\r\n$1\r\ns\r\n"; /* WRONGTYPE */
+	struct client w = { 0 }, rd = { 0 };
+	redisAsyncContext *ac = writer_and_checker(&w, &rd);
+
 	cr_assert_eq(cm_redis_send_noreply(ac, set_s, sizeof(set_s) - 1), 0);
 	cr_assert_eq(cm_redis_send_noreply(ac, bad, sizeof(bad) - 1), 0);
 	for (int i = 0; i < 20000; i++)
-		cr_assert_eq(cm_redis_send_noreply(ac, incr, sizeof(incr) - 1), 0);
+		cr_assert_eq(cm_redis_send_noreply(ac, incr_k, sizeof(incr_k) - 1), 0);
 	cr_assert_gt(cm_redis_pending(ac), 20000 * 10, "buffered, not written yet");
 	cr_assert(PUMP(counter_is(&rd, 20000), 5000), "counter %lld", rd.sum);
 	run_for(200);
@@ -156,19 +164,12 @@ Test(cluster_redis, fire_and_forget_writes_with_replies_off)
 Test(cluster_redis, replies_on_a_reply_off_connection_are_dropped)
 {
 	static const char on[] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
-	static const char incr[] = "*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n";
-	struct th_proc *redis = th_redis_start();
 	struct client w = { 0 }, rd = { 0 };
-	redisAsyncContext *ac;
+	redisAsyncContext *ac = writer_and_checker(&w, &rd);
 
-	loop = cm_loop_new(64);
-	w.r = cm_redis_new(loop, "127.0.0.1", redis->port, "out", &off_cbs, &w);
-	rd.r = cm_redis_new(loop, "127.0.0.1", redis->port, "check", &cbs, &rd);
-	cr_assert(PUMP(cm_redis_up(w.r) && cm_redis_up(rd.r), 3000));
-	ac = cm_redis_ctx(w.r);
 	cr_assert_eq(cm_redis_send_noreply(ac, on, sizeof(on) - 1), 0);
 	for (int i = 0; i < 5000; i++)
-		cr_assert_eq(cm_redis_send_noreply(ac, incr, sizeof(incr) - 1), 0);
+		cr_assert_eq(cm_redis_send_noreply(ac, incr_k, sizeof(incr_k) - 1), 0);
 	cr_assert(PUMP(counter_is(&rd, 5000), 5000), "counter %lld", rd.sum);
 	/* "+OK" and 5000 integer replies, ":1" to ":5000" */
 	cr_assert(PUMP(cm_redis_dropped(ac) >= 5 + 5000 * 4, 3000), "dropped %llu",
