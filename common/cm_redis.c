@@ -30,8 +30,8 @@ struct cm_redis_ev {
 	struct cm_poll *kick;   /* one-shot POLLIN when a read event left data */
 	bool dead;              /* hiredis cleaned up; memory goes after the turn */
 	bool noreply;           /* CLIENT REPLY OFF: whatever arrives is dropped */
-	uint64_t dropped;       /* bytes dropped so (a server that answers anyway) */
-	uint64_t *dropped_sink; /* the client's count over its connections, or NULL */
+	bool warned;            /* the first dropped reply was logged */
+	uint64_t *dropped;      /* the client's count of dropped bytes, or NULL */
 	const char *name;       /* the client's name, for the log */
 };
 
@@ -56,16 +56,16 @@ static bool ev_drop_input(struct cm_redis_ev *ev)
 	for (int i = 0; i < CM_REDIS_READS_PER_EVENT; i++) {
 		ssize_t n = recv(ev->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n > 0) {
-			if (!ev->dropped) {
+			if (!ev->warned) {
+				ev->warned = true;
 				int m = 0; /* its first line, at most 80 bytes */
 				while (m < n && m < 80 && buf[m] != '\r' && buf[m] != '\n')
 					m++;
 				cm_warn("redis %s: a reply on a connection with replies off (no CLIENT "
 					"REPLY on this server?): %.*s", ev->name ? ev->name : "", m, buf);
 			}
-			ev->dropped += (uint64_t)n;
-			if (ev->dropped_sink)
-				*ev->dropped_sink += (uint64_t)n;
+			if (ev->dropped)
+				*ev->dropped += (uint64_t)n;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -276,6 +276,7 @@ static void cl_on_disconnect(const redisAsyncContext *ac, int status)
 static void cl_connect(struct cm_redis *r)
 {
 	redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+	struct cm_redis_ev *ev;
 
 	if (!ac) {
 		cl_fail(r, "out of memory");
@@ -290,8 +291,9 @@ static void cl_connect(struct cm_redis *r)
 	}
 	ac->data = r;
 	CM_ASSERT(cm_redis_attach(r->loop, ac) == 0);
-	((struct cm_redis_ev *)ac->ev.data)->dropped_sink = &r->dropped;
-	((struct cm_redis_ev *)ac->ev.data)->name = r->name;
+	ev = ac->ev.data;
+	ev->dropped = &r->dropped;
+	ev->name = r->name;
 	redisAsyncSetConnectCallback(ac, cl_on_connect);
 	redisAsyncSetDisconnectCallback(ac, cl_on_disconnect);
 	r->ac = ac;
@@ -376,14 +378,7 @@ int cm_redis_reply_off(redisAsyncContext *ac)
 	return cm_redis_send_noreply(ac, cmd, sizeof(cmd) - 1);
 }
 
-uint64_t cm_redis_dropped(const redisAsyncContext *ac)
-{
-	const struct cm_redis_ev *ev = ac->ev.data;
-
-	return ev && ac->ev.addRead == ev_add_read ? ev->dropped : 0;
-}
-
-uint64_t cm_redis_dropped_total(const struct cm_redis *r)
+uint64_t cm_redis_dropped(const struct cm_redis *r)
 {
 	return r->dropped;
 }

@@ -61,11 +61,10 @@ size_t cm_redis_pending(const struct redisAsyncContext *ac);
  * (cm_redis_reply_off: -EINVAL when ac is not attached to a cm_loop). */
 int cm_redis_reply_off(struct redisAsyncContext *ac);
 int cm_redis_send_noreply(struct redisAsyncContext *ac, const char *cmd, size_t len);
-/* Bytes a reply-off connection received and dropped: 0 unless the server
- * ignores CLIENT REPLY OFF (it is logged once; hiredis never sees them). */
-uint64_t cm_redis_dropped(const struct redisAsyncContext *ac);
-/* The same over all of a client's connections (for /metrics). */
-uint64_t cm_redis_dropped_total(const struct cm_redis *r);
+/* Bytes r's reply-off connections received and dropped, over its
+ * reconnects: 0 unless the server ignores CLIENT REPLY OFF (logged once per
+ * connection; hiredis never sees them). */
+uint64_t cm_redis_dropped(const struct cm_redis *r);
 
 /* Successful connects after the first one. */
 uint64_t cm_redis_reconnects(const struct cm_redis *r);

@@ -775,7 +775,7 @@ void gw_cluster_get_stats(const struct gw_cluster *c, struct gw_cluster_stats *s
 {
 	st->redis_up = c->subscribed && cm_redis_up(c->pub);
 	st->redis_reconnects = cm_redis_reconnects(c->sub) + cm_redis_reconnects(c->pub);
-	st->redis_dropped_replies = cm_redis_dropped_total(c->pub);
+	st->redis_dropped_replies = cm_redis_dropped(c->pub);
 	st->frames_in = c->frames_in;
 	st->frames_bad = c->frames_bad;
 	st->deliveries_in = c->deliveries_in;

@@ -849,7 +849,7 @@ void rt_router_stats(const struct rt_router *r, struct rt_stats *st)
 	st->redis_reconnects = (r->pub ? cm_redis_reconnects(r->pub) : 0) +
 			       (r->out ? cm_redis_reconnects(r->out) : 0) +
 			       (r->sub ? cm_redis_reconnects(r->sub) : 0);
-	st->redis_dropped_replies = r->out ? cm_redis_dropped_total(r->out) : 0;
+	st->redis_dropped_replies = r->out ? cm_redis_dropped(r->out) : 0;
 	st->cluster_ccu = 0;
 	for (size_t s = 0; s < rt_gws_end(r->g); s++) {
 		struct rt_gw *gw = rt_gws_at(r->g, (uint16_t)s);

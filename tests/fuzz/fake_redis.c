@@ -61,13 +61,7 @@ int cm_redis_send_noreply(struct redisAsyncContext *ac, const char *cmd, size_t 
 	return -ENOTCONN;
 }
 
-uint64_t cm_redis_dropped(const struct redisAsyncContext *ac)
-{
-	(void)ac;
-	return 0;
-}
-
-uint64_t cm_redis_dropped_total(const struct cm_redis *c)
+uint64_t cm_redis_dropped(const struct cm_redis *c)
 {
 	(void)c;
 	return 0;
