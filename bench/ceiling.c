@@ -260,25 +260,8 @@ static void arm_recv(struct io_uring *ring, int fd, unsigned idx)
 	io_uring_sqe_set_data64(sqe, idx);
 }
 
+/* --ack-on-read's flushes (cm_ack_flush): only a failed one completes */
 #define ACK_UD UINT64_MAX
-
-/* After a read, as herald-load --ack-on-read does: TCP_QUICKACK with 2 sends
- * the pending ACK and leaves the socket in delayed-ACK mode, as a socket
- * command in the next submit (a failure alone completes, as ACK_UD), or
- * with setsockopt where the kernel has no socket commands. */
-static void ack_flush(struct io_uring *ring, int fd, bool ack_ring)
-{
-	static const int two = 2;
-	struct io_uring_sqe *sqe;
-
-	if (!ack_ring || !(sqe = io_uring_get_sqe(ring))) {
-		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &two, sizeof(two));
-		return;
-	}
-	cm_prep_setsockopt(sqe, fd, IPPROTO_TCP, TCP_QUICKACK, &two);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, ACK_UD);
-}
 
 /* Connects, says so on `ready`, reads until every connection is closed or
  * the deadline passes, then writes the bytes it read to `ready`. */
@@ -289,7 +272,7 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200000 };
 	uint64_t bytes = 0;
 	unsigned open_conns;
-	bool ack_ring = true;
+	struct cm_ack_flusher ack;
 	int *fds = calloc(o->conns, sizeof(int));
 
 	pin(o->recv_cpu);
@@ -302,10 +285,8 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fds[i] < 0)
 			die("socket");
-		if (o->ack_on_read) {
-			int zero = 0;
-			setsockopt(fds[i], IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
-		}
+		if (o->ack_on_read)
+			cm_ack_hold(fds[i]);
 		if (bind(fds[i], (struct sockaddr *)&src, sizeof(src)) < 0)
 			die("bind to a source address");
 		if (connect(fds[i], (struct sockaddr *)&dst, sizeof(dst)) < 0)
@@ -315,6 +296,7 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 		die("write to parent");
 
 	ring_init(&ring, 65536);
+	cm_ack_flusher_init(&ack);
 	if ((errno = -cm_bufring_init(&rb, &ring, BGID, RECV_BUFS, RECV_BUFSZ)))
 		die("provided buffer ring");
 	for (unsigned i = 0; i < o->conns; i++)
@@ -334,16 +316,13 @@ static int receiver(const struct opts *o, int port, int ready, double deadline)
 				cm_bufring_recycle(&rb, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			}
 			if (cqe->user_data == ACK_UD) {
-				/* only a failed flush completes: without socket
-				 * commands, flush with setsockopt from now on */
-				if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL)
-					ack_ring = false;
+				cm_ack_flush_failed(&ack, cqe->res);
 				continue;
 			}
 			if (cqe->res > 0) {
 				bytes += (uint64_t)cqe->res;
 				if (o->ack_on_read)
-					ack_flush(&ring, fds[idx], ack_ring);
+					cm_ack_flush(&ack, io_uring_get_sqe(&ring), fds[idx], ACK_UD);
 			}
 			if (cqe->flags & IORING_CQE_F_MORE)
 				continue;

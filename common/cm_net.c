@@ -119,3 +119,39 @@ void cm_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int optname
 	sqe->file_index = sizeof(*val);
 	sqe->addr3 = (uint64_t)(uintptr_t)val;
 }
+
+/* TCP_QUICKACK's even values leave the socket in ping-pong mode afterwards;
+ * 2 (odd bit clear, nonzero) flushes the pending ACK first. */
+static const int ack_hold_val = 0, ack_flush_val = 2;
+
+void cm_ack_hold(int fd)
+{
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &ack_hold_val, sizeof(ack_hold_val));
+}
+
+void cm_ack_flusher_init(struct cm_ack_flusher *f)
+{
+	*f = (struct cm_ack_flusher){ .ring = true };
+}
+
+bool cm_ack_flush(struct cm_ack_flusher *f, struct io_uring_sqe *sqe, int fd, uint64_t ud)
+{
+	if (!f->ring || !sqe) {
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &ack_flush_val, sizeof(ack_flush_val));
+		f->via_call++;
+		return false;
+	}
+	cm_prep_setsockopt(sqe, fd, IPPROTO_TCP, TCP_QUICKACK, &ack_flush_val);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ud);
+	f->via_ring++;
+	return true;
+}
+
+bool cm_ack_flush_failed(struct cm_ack_flusher *f, int res)
+{
+	if (!f->ring || (res != -EOPNOTSUPP && res != -EINVAL))
+		return false;
+	f->ring = false;
+	return true;
+}

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 /* Splits "HOST:PORT" ("[::1]:80" for IPv6). Returns 0 or -EINVAL. */
@@ -27,5 +28,34 @@ int cm_local_port(int fd);
  * setsockopt. */
 struct io_uring_sqe;
 void cm_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int optname, const int *val);
+
+/* A receiver that acknowledges when it reads, not when data arrives (the
+ * load tools' --ack-on-read): on loopback the arrival runs on the sender's
+ * core, the read on the receiver's, and so does an ACK sent from the read.
+ *
+ * cm_ack_hold puts a socket in delayed-ACK (ping-pong) mode, so arriving
+ * data never triggers an immediate ACK. After each read, cm_ack_flush sends
+ * the pending ACK and leaves the socket held (TCP_QUICKACK with 2): as a
+ * socket command on sqe, which rides the caller's next submit and completes
+ * only if it fails (IOSQE_CQE_SKIP_SUCCESS, user_data ud), or with
+ * setsockopt when sqe is NULL or the kernel has shown it has no socket
+ * commands. Pass every completion of ud to cm_ack_flush_failed. */
+struct cm_ack_flusher {
+	bool ring;          /* flushes go through the ring */
+	uint64_t via_ring;  /* flushes queued as socket commands */
+	uint64_t via_call;  /* flushes done with setsockopt */
+};
+
+void cm_ack_hold(int fd);
+void cm_ack_flusher_init(struct cm_ack_flusher *f);
+
+/* Returns true when the flush was queued on sqe (which is then used up). */
+bool cm_ack_flush(struct cm_ack_flusher *f, struct io_uring_sqe *sqe, int fd, uint64_t ud);
+
+/* A failed flush's result. Returns true, once, when it says the kernel has
+ * no socket commands (-EOPNOTSUPP, or -EINVAL before 5.19): from then on
+ * the flusher uses setsockopt (the ACKs of that submit leave on the
+ * delayed-ACK timer). Any other failure is a socket closed meanwhile. */
+bool cm_ack_flush_failed(struct cm_ack_flusher *f, int res);
 
 #endif

@@ -65,7 +65,6 @@ struct ld_conn {
 	uint8_t state;           /* enum ld_cstate */
 	uint8_t inflight;        /* connect, send and receive operations held by the kernel */
 	bool slow, recv_armed, sending, launched, churn;
-	bool ack_queued;         /* an ACK flush prepared since the last close */
 	int8_t want_close;       /* set by the frame callback: an ld_err, or -2 none */
 	int16_t rstep;           /* step of rcount */
 	uint32_t rcount;         /* unique messages of step rstep */
@@ -104,7 +103,7 @@ struct ld_worker {
 	unsigned src_rr;
 	uint64_t last_sweep_ms;
 	bool ready;              /* ramp finished once */
-	bool ack_ring;           /* --ack-on-read flushes go through the ring */
+	struct cm_ack_flusher ack; /* --ack-on-read */
 	SSL_CTX *ssl_ctx;
 	uint8_t scratch[16384];
 	uint64_t rnd;
@@ -191,12 +190,11 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
 	}
 	if (c->fd >= 0) {
-		/* An operation prepared this turn names the descriptor, not the
-		 * file: let the kernel take its file before the number can be
-		 * reused by the next socket we open. */
-		if (c->inflight || c->ack_queued)
+		/* An operation prepared this turn (a receive, an ACK flush)
+		 * names the descriptor, not the file: let the kernel take its
+		 * file before the number can be reused by the next socket. */
+		if (io_uring_sq_ready(w->ring))
 			io_uring_submit(w->ring);
-		c->ack_queued = false;
 		shutdown(c->fd, SHUT_RDWR);
 		close(c->fd);
 		c->fd = -1;
@@ -619,58 +617,25 @@ static void tls_input(struct ld_worker *w, struct ld_conn *c, const uint8_t *p, 
 	send_start(w, c);
 }
 
-void ld_ack_hold(int fd)
-{
-	int zero = 0;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
-}
-
-/* even: after the flush, back to ping-pong mode */
-static const int ack_flush_val = 2;
-
-void ld_ack_flush(int fd)
-{
-	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &ack_flush_val, sizeof(ack_flush_val));
-}
-
-void ld_ack_prep(struct io_uring_sqe *sqe, int fd)
-{
-	cm_prep_setsockopt(sqe, fd, IPPROTO_TCP, TCP_QUICKACK, &ack_flush_val);
-}
-
-/* After a read: the ACK goes in this turn's one submit rather than a
- * setsockopt call of its own (the system call alone was 6-8% of the load's
- * core at 70-80k deliveries/s), on kernels that run socket commands. */
+/* After a read: the ACK rides this turn's one submit rather than costing
+ * a setsockopt call of its own (the system call alone was 6-8% of the
+ * load's core at 70-80k deliveries/s), where the kernel has socket commands. */
 static void ack_flush(struct ld_worker *w, struct ld_conn *c)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = w->ack.ring ? cm_loop_sqe(w->loop) : NULL;
 
-	if (!w->ack_ring) {
-		ld_ack_flush(c->fd);
-		w->st->ack_call++;
-		return;
-	}
-	sqe = cm_loop_sqe(w->loop);
-	ld_ack_prep(sqe, c->fd);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, cm_ud(LD_K_ACK, 0));
-	c->ack_queued = true;
-	w->st->ack_ring++;
+	cm_ack_flush(&w->ack, sqe, c->fd, cm_ud(LD_K_ACK, 0));
+	w->st->ack_ring = w->ack.via_ring;
+	w->st->ack_call = w->ack.via_call;
 }
 
-/* Only failures complete. A kernel without socket commands says so once;
- * the flushes go back to setsockopt (the ACKs of that turn leave on the
- * delayed-ACK timer). Any other failure is a socket that closed meanwhile. */
 static void on_ack(void *ctx, struct io_uring_cqe *cqe)
 {
 	struct ld_worker *w = ctx;
 
-	if ((cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) && w->ack_ring) {
-		w->ack_ring = false;
+	if (cm_ack_flush_failed(&w->ack, cqe->res))
 		cm_info("worker %u: no setsockopt through io_uring (%s); ACKs flush with setsockopt",
 			w->idx, strerror(-cqe->res));
-	}
 }
 
 static void on_recv(void *ctx, struct io_uring_cqe *cqe)
@@ -775,7 +740,7 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (o->ack_on_read)
-		ld_ack_hold(fd);
+		cm_ack_hold(fd);
 	if (c->slow) {
 		int small = 4096;
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -991,7 +956,7 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx)
 	cm_loop_set_kind(w->loop, LD_K_SEND, on_send, w);
 	cm_loop_set_kind(w->loop, LD_K_RECV, on_recv, w);
 	cm_loop_set_kind(w->loop, LD_K_ACK, on_ack, w);
-	w->ack_ring = o->ack_on_read;
+	cm_ack_flusher_init(&w->ack);
 	w->last_tick_ns = ld_now_ns();
 	cm_timer_start(w->loop, LD_TICK_MS, true, on_tick, w);
 	ld_store(&w->st->state, 1);

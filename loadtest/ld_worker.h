@@ -17,22 +17,12 @@
  * passes. Returns the process exit code (0, or 1 when it could not start). */
 int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx);
 
-/* --ack-on-read. On loopback the receiver's kernel work runs on the sender's
- * core, and an ACK sent at once from that receive path (Linux does so after
- * a gap longer than the RTO, 200 ms at least, which is every message of a
- * 200-stream fan-out below ~1000 msgs/s) costs the gateway's core a transmit
- * and a receive per delivery that a real client's ACK never costs it.
- * ld_ack_hold puts a socket in delayed-ACK (ping-pong) mode, so arriving data
- * never triggers an immediate ACK; ld_ack_flush, called after each read,
- * sends the pending ACK from the reader's own core (TCP_QUICKACK with an
- * even value: flush, then stay in ping-pong mode). */
-void ld_ack_hold(int fd);
-void ld_ack_flush(int fd);
-/* The flush as an io_uring socket command (cm_prep_setsockopt), so that it
- * rides the turn's one submit; the worker falls back to ld_ack_flush where
- * the kernel answers -EOPNOTSUPP or -EINVAL. */
-struct io_uring_sqe;
-void ld_ack_prep(struct io_uring_sqe *sqe, int fd);
+/* --ack-on-read: the clients ACK when they read (cm_ack_hold, cm_ack_flush
+ * in common/cm_net.h). An ACK sent at once from the receive path (Linux
+ * does so after a gap longer than the RTO, 200 ms at least, which is every
+ * message of a 200-stream fan-out below ~1000 msgs/s) would cost the
+ * gateway's core, which loopback makes run that path, a transmit and a
+ * receive per delivery that a real client's ACK never costs it. */
 
 /* True when global client g is one of the slow clients (--slow-pct). */
 bool ld_client_is_slow(const struct ld_opts *o, uint64_t g);
