@@ -2,6 +2,7 @@
 #include "cm_log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,4 +99,24 @@ uint8_t *cm_read_secret_file(const char *path, size_t *len, char *err, size_t er
 	memcpy(p, buf, n);
 	*len = n;
 	return p;
+}
+
+int cm_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (cm_parse_uint(s, min, max, &v))
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int cm_flag_fail(char *err, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, cap, fmt, ap);
+	va_end(ap);
+	return -1;
 }

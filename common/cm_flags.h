@@ -15,8 +15,13 @@ int cm_parse_duration_ms(const char *s, uint32_t *ms);
 /* Bytes from "4096", "64k", "64KiB", "1M", "1MiB" (binary units). */
 int cm_parse_size(const char *s, uint32_t *out);
 
-/* A decimal integer within [min, max]. */
+/* A decimal integer within [min, max]; cm_parse_u32 for a 32-bit field. */
 int cm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int cm_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
+/* Writes a flag's error (one line, printf-style) into err and returns -1,
+ * for `return cm_flag_fail(err, cap, "bad --port '%s'", v);`. */
+int cm_flag_fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reads a secret file: its bytes without one trailing newline. Returns a
  * malloc'd buffer and its length, or NULL with a one-line reason in err

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,26 +89,6 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-	uint64_t v;
-
-	if (cm_parse_uint(s, min, max, &v))
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 /* Reads a secret file for `flag` into *out (replacing what was there); at
  * least min bytes. Secrets are never logged, only their reading errors. */
 static int read_secret(const char *flag, const char *path, size_t min, uint8_t **out,
@@ -120,10 +99,10 @@ static int read_secret(const char *flag, const char *path, size_t min, uint8_t *
 	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
 
 	if (!p)
-		return fail(err, cap, "%s %s", flag, why);
+		return cm_flag_fail(err, cap, "%s %s", flag, why);
 	if (n < min) {
 		free(p);
-		return fail(err, cap, "%s %s: %zu bytes, want at least %zu", flag, path, n, min);
+		return cm_flag_fail(err, cap, "%s %s: %zu bytes, want at least %zu", flag, path, n, min);
 	}
 	free(*out);
 	*out = p;
@@ -153,13 +132,13 @@ static int parse_pub(struct gw_opts *o, const char *s, char *err, size_t cap)
 		const char *c = strchr(p, ',');
 		size_t n = c ? (size_t)(c - p) : strlen(p);
 		if (n == 0 || n > 128)
-			return fail(err, cap, "--client-publish: bad prefix list '%s'", s);
+			return cm_flag_fail(err, cap, "--client-publish: bad prefix list '%s'", s);
 		for (size_t i = 0; i < n; i++) {
 			char ch = p[i];
 			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 			      (ch >= '0' && ch <= '9') || ch == '_' || ch == ':' || ch == '.' ||
 			      ch == '-'))
-				return fail(err, cap, "--client-publish: bad prefix list '%s'", s);
+				return cm_flag_fail(err, cap, "--client-publish: bad prefix list '%s'", s);
 		}
 		o->pub_prefixes = cm_xrealloc(o->pub_prefixes,
 					      (o->npub_prefixes + 1) * sizeof(char *));
@@ -169,7 +148,7 @@ static int parse_pub(struct gw_opts *o, const char *s, char *err, size_t cap)
 			p++;
 	}
 	if (!o->npub_prefixes)
-		return fail(err, cap, "--client-publish: empty list");
+		return cm_flag_fail(err, cap, "--client-publish: empty list");
 	return 0;
 }
 
@@ -196,7 +175,7 @@ bool gw_opts_may_publish(const struct gw_opts *o, const char *s, size_t n)
 static int hostport(const char *flag, const char *v, char *host, int *port, char *err, size_t cap)
 {
 	if (cm_parse_hostport(v, host, GW_HOST_MAX, port) < 0)
-		return fail(err, cap, "%s: bad HOST:PORT '%s'", flag, v);
+		return cm_flag_fail(err, cap, "%s: bad HOST:PORT '%s'", flag, v);
 	return 0;
 }
 
@@ -268,14 +247,14 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			o->key = strdup(v);
 			break;
 		case O_THREADS:
-			if (parse_uint(v, 1, GW_MAX_THREADS, &u))
-				return fail(err, errcap, "--threads: want 1..%d, got '%s'",
+			if (cm_parse_u32(v, 1, GW_MAX_THREADS, &u))
+				return cm_flag_fail(err, errcap, "--threads: want 1..%d, got '%s'",
 					    GW_MAX_THREADS, v);
 			o->threads = u;
 			break;
 		case O_ID:
 			if (!*v || strlen(v) >= sizeof(o->id))
-				return fail(err, errcap, "--id: bad id '%s'", v);
+				return cm_flag_fail(err, errcap, "--id: bad id '%s'", v);
 			strcpy(o->id, v);
 			break;
 		case O_REDIS:
@@ -289,7 +268,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			break;
 		case O_PREFIX:
 			if (!*v || strlen(v) >= sizeof(o->prefix))
-				return fail(err, errcap, "--redis-prefix: bad prefix '%s'", v);
+				return cm_flag_fail(err, errcap, "--redis-prefix: bad prefix '%s'", v);
 			strcpy(o->prefix, v);
 			break;
 		case O_AUTH:
@@ -298,7 +277,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			else if (!strcmp(v, "jwt"))
 				o->auth_jwt = true;
 			else
-				return fail(err, errcap, "--auth: want none or jwt, got '%s'", v);
+				return cm_flag_fail(err, errcap, "--auth: want none or jwt, got '%s'", v);
 			break;
 		case O_SECRET:
 			secret_file = v;
@@ -308,7 +287,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			break;
 		case O_TKPERIOD:
 			if (cm_parse_duration_ms(v, &o->ticket_period_ms) || o->ticket_period_ms < 1000)
-				return fail(err, errcap, "--tls-ticket-period: bad duration '%s' (>= 1s)", v);
+				return cm_flag_fail(err, errcap, "--tls-ticket-period: bad duration '%s' (>= 1s)", v);
 			break;
 		case O_ADMIN:
 			o->admin_explicit = true;
@@ -321,62 +300,62 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 				return -1;
 			break;
 		case O_MAXCONNS:
-			if (parse_uint(v, 1, 10000000, &o->max_conns))
-				return fail(err, errcap, "--max-conns: bad number '%s'", v);
+			if (cm_parse_u32(v, 1, 10000000, &o->max_conns))
+				return cm_flag_fail(err, errcap, "--max-conns: bad number '%s'", v);
 			break;
 		case O_MAXMSG:
 			if (cm_parse_size(v, &o->max_message) || o->max_message < 16 ||
 			    o->max_message > 64u * 1024 * 1024)
-				return fail(err, errcap, "--max-message-bytes: bad size '%s'", v);
+				return cm_flag_fail(err, errcap, "--max-message-bytes: bad size '%s'", v);
 			break;
 		case O_MAXQ:
 			if (cm_parse_size(v, &o->max_queued) || o->max_queued < 1024)
-				return fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
+				return cm_flag_fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
 			break;
 		case O_SNDBUF:
 			if (cm_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)
-				return fail(err, errcap, "--sndbuf: bad size '%s'", v);
+				return cm_flag_fail(err, errcap, "--sndbuf: bad size '%s'", v);
 			break;
 		case O_PING:
 			if (cm_parse_duration_ms(v, &o->ping_ms) || o->ping_ms < 10)
-				return fail(err, errcap, "--ping-interval: bad duration '%s'", v);
+				return cm_flag_fail(err, errcap, "--ping-interval: bad duration '%s'", v);
 			break;
 		case O_IDLE:
 			if (cm_parse_duration_ms(v, &o->idle_ms) || o->idle_ms < 10)
-				return fail(err, errcap, "--idle-timeout: bad duration '%s'", v);
+				return cm_flag_fail(err, errcap, "--idle-timeout: bad duration '%s'", v);
 			break;
 		case O_HS:
 			if (cm_parse_duration_ms(v, &o->handshake_ms) || o->handshake_ms < 10)
-				return fail(err, errcap, "--handshake-timeout: bad duration '%s'", v);
+				return cm_flag_fail(err, errcap, "--handshake-timeout: bad duration '%s'", v);
 			break;
 		case O_DRAIN:
 			if (cm_parse_duration_ms(v, &o->drain_ms))
-				return fail(err, errcap, "--drain-timeout: bad duration '%s'", v);
+				return cm_flag_fail(err, errcap, "--drain-timeout: bad duration '%s'", v);
 			break;
 		case O_PUB:
 			if (parse_pub(o, v, err, errcap))
 				return -1;
 			break;
 		case O_RATE:
-			if (parse_uint(v, 1, 1000000, &o->cmd_rate))
-				return fail(err, errcap, "--cmd-rate: bad number '%s'", v);
+			if (cm_parse_u32(v, 1, 1000000, &o->cmd_rate))
+				return cm_flag_fail(err, errcap, "--cmd-rate: bad number '%s'", v);
 			break;
 		case O_BURST:
-			if (parse_uint(v, 1, 1000000, &o->cmd_burst))
-				return fail(err, errcap, "--cmd-burst: bad number '%s'", v);
+			if (cm_parse_u32(v, 1, 1000000, &o->cmd_burst))
+				return cm_flag_fail(err, errcap, "--cmd-burst: bad number '%s'", v);
 			break;
 		case O_MAXSUBS:
-			if (parse_uint(v, 1, 1000000, &o->max_subs))
-				return fail(err, errcap, "--max-subscriptions: bad number '%s'", v);
+			if (cm_parse_u32(v, 1, 1000000, &o->max_subs))
+				return cm_flag_fail(err, errcap, "--max-subscriptions: bad number '%s'", v);
 			break;
 		case O_RBUFS:
-			if (parse_uint(v, 8, 32768, &u) || (u & (u - 1)))
-				return fail(err, errcap, "--recv-buffers: want a power of two 8..32768, got '%s'", v);
+			if (cm_parse_u32(v, 8, 32768, &u) || (u & (u - 1)))
+				return cm_flag_fail(err, errcap, "--recv-buffers: want a power of two 8..32768, got '%s'", v);
 			o->recv_buffers = u;
 			break;
 		case O_RBUFSZ:
 			if (cm_parse_size(v, &u) || u < 512 || u > 1024 * 1024)
-				return fail(err, errcap, "--recv-buffer-size: bad size '%s'", v);
+				return cm_flag_fail(err, errcap, "--recv-buffer-size: bad size '%s'", v);
 			o->recv_buffer_size = u;
 			break;
 		case O_LOG:
@@ -389,18 +368,18 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			else if (!strcmp(v, "error"))
 				o->log_level = CM_LOG_ERROR;
 			else
-				return fail(err, errcap, "--log-level: bad level '%s'", v);
+				return cm_flag_fail(err, errcap, "--log-level: bad level '%s'", v);
 			break;
 		case ':':
-			return fail(err, errcap, "%s needs a value", argv[optind - 1]);
+			return cm_flag_fail(err, errcap, "%s needs a value", argv[optind - 1]);
 		default:
-			return fail(err, errcap, "unknown flag '%s'", argv[optind - 1]);
+			return cm_flag_fail(err, errcap, "unknown flag '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return fail(err, errcap, "unexpected argument '%s'", argv[optind]);
+		return cm_flag_fail(err, errcap, "unexpected argument '%s'", argv[optind]);
 	if (o->has_tls && (!o->cert || !o->key))
-		return fail(err, errcap, "--tls-listen needs --cert and --key");
+		return cm_flag_fail(err, errcap, "--tls-listen needs --cert and --key");
 	if (ticket_file && read_secret("--tls-ticket-key-file", ticket_file, 32, &o->ticket_secret,
 					&o->ticket_secret_len, err, errcap))
 		return -1;
@@ -420,7 +399,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			o->jwt_secret = cm_xmalloc(o->jwt_secret_len);
 			memcpy(o->jwt_secret, env, o->jwt_secret_len);
 		} else {
-			return fail(err, errcap,
+			return cm_flag_fail(err, errcap,
 				    "--auth jwt needs --jwt-secret-file or HERALD_JWT_SECRET");
 		}
 	}

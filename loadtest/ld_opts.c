@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -82,15 +81,6 @@ void ld_opts_usage(FILE *out)
 	      out);
 }
 
-static int fail(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static int parse_double(const char *s, double lo, double hi, double *out)
 {
 	char *end;
@@ -104,27 +94,17 @@ static int parse_double(const char *s, double lo, double hi, double *out)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned *out)
-{
-	uint64_t v;
-
-	if (cm_parse_uint(s, lo, hi, &v))
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 static int add_target(struct ld_opts *o, const char *s, char *err, size_t cap)
 {
 	struct ld_target *t;
 
 	if (o->ntargets == LD_MAX_TARGETS)
-		return fail(err, cap, "too many --target (max %d)", LD_MAX_TARGETS);
+		return cm_flag_fail(err, cap, "too many --target (max %d)", LD_MAX_TARGETS);
 	t = &o->targets[o->ntargets];
 	if (cm_parse_hostport(s, t->host, sizeof(t->host), &t->port) < 0 || t->port == 0)
-		return fail(err, cap, "bad --target '%s': want HOST:PORT", s);
+		return cm_flag_fail(err, cap, "bad --target '%s': want HOST:PORT", s);
 	if (cm_sockaddr(t->host, t->port, &t->ss, &t->sslen) < 0)
-		return fail(err, cap, "bad --target '%s': host must be an IP address or localhost", s);
+		return cm_flag_fail(err, cap, "bad --target '%s': host must be an IP address or localhost", s);
 	{
 		char host[256], hp[sizeof(t->hostport)];
 		memcpy(host, t->host, sizeof(host));
@@ -140,9 +120,9 @@ static int add_source(struct ld_opts *o, const char *s, char *err, size_t cap)
 	socklen_t len;
 
 	if (o->nsources == LD_MAX_SOURCES)
-		return fail(err, cap, "too many --source-ips (max %d)", LD_MAX_SOURCES);
+		return cm_flag_fail(err, cap, "too many --source-ips (max %d)", LD_MAX_SOURCES);
 	if (cm_sockaddr(s, 0, &o->sources[o->nsources], &len) < 0)
-		return fail(err, cap, "bad --source-ips address '%s'", s);
+		return cm_flag_fail(err, cap, "bad --source-ips address '%s'", s);
 	o->nsources++;
 	return 0;
 }
@@ -165,9 +145,9 @@ static int each_item(const char *list, int (*fn)(struct ld_opts *, const char *,
 static int add_rate(struct ld_opts *o, const char *s, char *err, size_t cap)
 {
 	if (o->nrates == LD_MAX_STEPS)
-		return fail(err, cap, "too many --rate-msgs steps (max %d)", LD_MAX_STEPS);
+		return cm_flag_fail(err, cap, "too many --rate-msgs steps (max %d)", LD_MAX_STEPS);
 	if (parse_double(s, 0.001, 10e6, &o->rates[o->nrates]) < 0)
-		return fail(err, cap, "bad --rate-msgs value '%s'", s);
+		return cm_flag_fail(err, cap, "bad --rate-msgs value '%s'", s);
 	o->nrates++;
 	return 0;
 }
@@ -179,7 +159,7 @@ static int read_secret(struct ld_opts *o, const char *path, char *err, size_t ca
 	uint8_t *p = cm_read_secret_file(path, &n, why, sizeof(why));
 
 	if (!p)
-		return fail(err, cap, "--jwt-secret-file %s", why);
+		return cm_flag_fail(err, cap, "--jwt-secret-file %s", why);
 	free(o->jwt_secret);
 	o->jwt_secret = (char *)p;
 	o->jwt_secret_len = n;
@@ -283,7 +263,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 				if (!strcmp(a, scenario_names[i]))
 					break;
 			if (i == LD_ARRAY_LEN(scenario_names))
-				return fail(err, cap, "bad --scenario '%s': want connect, fanout, broadcast, churn or slow", a);
+				return cm_flag_fail(err, cap, "bad --scenario '%s': want connect, fanout, broadcast, churn or slow", a);
 			o->scenario = (enum ld_scenario)i;
 			break;
 		}
@@ -294,20 +274,20 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 		case O_TLS: o->tls = true; break;
 		case O_TLS_RESUME: o->tls = o->tls_resume = true; break;
 		case O_CLIENTS:
-			if (parse_uint(a, 1, 4000000, &o->clients) < 0)
-				return fail(err, cap, "bad --clients '%s' (1..4000000)", a);
+			if (cm_parse_u32(a, 1, 4000000, &o->clients) < 0)
+				return cm_flag_fail(err, cap, "bad --clients '%s' (1..4000000)", a);
 			break;
 		case O_WORKERS:
-			if (parse_uint(a, 1, 256, &o->workers) < 0)
-				return fail(err, cap, "bad --workers '%s' (1..256)", a);
+			if (cm_parse_u32(a, 1, 256, &o->workers) < 0)
+				return cm_flag_fail(err, cap, "bad --workers '%s' (1..256)", a);
 			break;
 		case O_RATE:
 			if (parse_double(a, 0.1, 10e6, &o->rate) < 0)
-				return fail(err, cap, "bad --rate '%s'", a);
+				return cm_flag_fail(err, cap, "bad --rate '%s'", a);
 			break;
 		case O_MAX_PENDING:
-			if (parse_uint(a, 1, 1000000, &o->max_pending) < 0)
-				return fail(err, cap, "bad --max-pending '%s'", a);
+			if (cm_parse_u32(a, 1, 1000000, &o->max_pending) < 0)
+				return cm_flag_fail(err, cap, "bad --max-pending '%s'", a);
 			break;
 		case O_SOURCES:
 			if ((ret = each_item(a, add_source, o, err, cap)))
@@ -315,16 +295,16 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			break;
 		case O_CONNECT_TIMEOUT:
 			if (parse_double(a, 0.01, 3600, &o->connect_timeout) < 0)
-				return fail(err, cap, "bad --connect-timeout '%s'", a);
+				return cm_flag_fail(err, cap, "bad --connect-timeout '%s'", a);
 			break;
 		case O_RAMP_TIMEOUT:
 			if (parse_double(a, 0.1, 86400, &o->ramp_timeout) < 0)
-				return fail(err, cap, "bad --ramp-timeout '%s'", a);
+				return cm_flag_fail(err, cap, "bad --ramp-timeout '%s'", a);
 			have_ramp = true;
 			break;
 		case O_STREAMS:
-			if (parse_uint(a, 1, LD_MAX_STREAMS, &o->streams) < 0)
-				return fail(err, cap, "bad --streams '%s' (1..%d)", a, LD_MAX_STREAMS);
+			if (cm_parse_u32(a, 1, LD_MAX_STREAMS, &o->streams) < 0)
+				return cm_flag_fail(err, cap, "bad --streams '%s' (1..%d)", a, LD_MAX_STREAMS);
 			have_streams = true;
 			break;
 		case O_RATE_MSGS:
@@ -332,57 +312,57 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			if ((ret = each_item(a, add_rate, o, err, cap)))
 				return ret;
 			if (!o->nrates)
-				return fail(err, cap, "empty --rate-msgs");
+				return cm_flag_fail(err, cap, "empty --rate-msgs");
 			break;
 		case O_DURATION:
 			if (parse_double(a, 0.1, 86400, &o->duration) < 0)
-				return fail(err, cap, "bad --duration '%s'", a);
+				return cm_flag_fail(err, cap, "bad --duration '%s'", a);
 			break;
 		case O_DRAIN:
 			if (parse_double(a, 0, 600, &o->drain) < 0)
-				return fail(err, cap, "bad --drain '%s'", a);
+				return cm_flag_fail(err, cap, "bad --drain '%s'", a);
 			break;
 		case O_SETTLE:
 			if (parse_double(a, 0, 600, &o->settle) < 0)
-				return fail(err, cap, "bad --settle '%s'", a);
+				return cm_flag_fail(err, cap, "bad --settle '%s'", a);
 			break;
 		case O_PAYLOAD:
-			if (parse_uint(a, 1, 1 << 20, &o->payload) < 0)
-				return fail(err, cap, "bad --payload '%s' (1..1048576)", a);
+			if (cm_parse_u32(a, 1, 1 << 20, &o->payload) < 0)
+				return cm_flag_fail(err, cap, "bad --payload '%s' (1..1048576)", a);
 			break;
 		case O_SLOW_PCT:
 			if (parse_double(a, 0, 100, &o->slow_pct) < 0)
-				return fail(err, cap, "bad --slow-pct '%s' (0..100)", a);
+				return cm_flag_fail(err, cap, "bad --slow-pct '%s' (0..100)", a);
 			have_slow = true;
 			break;
 		case O_CHURN_RATE:
 			if (parse_double(a, 0, 10e6, &o->churn_rate) < 0)
-				return fail(err, cap, "bad --churn-rate '%s'", a);
+				return cm_flag_fail(err, cap, "bad --churn-rate '%s'", a);
 			have_churn = true;
 			break;
 		case O_UNTIL_FAIL: o->until_fail = true; break;
 		case O_MAX_P99:
 			if (parse_double(a, 0.001, 1e7, &o->max_p99_ms) < 0)
-				return fail(err, cap, "bad --max-p99-ms '%s'", a);
+				return cm_flag_fail(err, cap, "bad --max-p99-ms '%s'", a);
 			break;
 		case O_REDIS:
 			if (cm_parse_hostport(a, o->redis_host, sizeof(o->redis_host), &o->redis_port) < 0 ||
 			    o->redis_port == 0)
-				return fail(err, cap, "bad --redis '%s': want HOST:PORT", a);
+				return cm_flag_fail(err, cap, "bad --redis '%s': want HOST:PORT", a);
 			break;
 		case O_REDIS_PREFIX:
 			if (!name_ok(a))
-				return fail(err, cap, "bad --redis-prefix '%s'", a);
+				return cm_flag_fail(err, cap, "bad --redis-prefix '%s'", a);
 			snprintf(o->redis_prefix, sizeof(o->redis_prefix), "%s", a);
 			break;
 		case O_STREAM_PREFIX:
 			if (!name_ok(a))
-				return fail(err, cap, "bad --stream-prefix '%s': [A-Za-z0-9_:.-], at most 40", a);
+				return cm_flag_fail(err, cap, "bad --stream-prefix '%s': [A-Za-z0-9_:.-], at most 40", a);
 			snprintf(o->stream_prefix, sizeof(o->stream_prefix), "%s", a);
 			break;
 		case O_USER_PREFIX:
 			if (!name_ok(a))
-				return fail(err, cap, "bad --user-prefix '%s'", a);
+				return cm_flag_fail(err, cap, "bad --user-prefix '%s'", a);
 			snprintf(o->user_prefix, sizeof(o->user_prefix), "%s", a);
 			break;
 		case O_FORMAT:
@@ -391,7 +371,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			else if (!strcmp(a, "protobuf"))
 				o->protobuf = true;
 			else
-				return fail(err, cap, "bad --format '%s': want json or protobuf", a);
+				return cm_flag_fail(err, cap, "bad --format '%s': want json or protobuf", a);
 			break;
 		case O_AUTH:
 			if (!strcmp(a, "none"))
@@ -399,7 +379,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			else if (!strcmp(a, "jwt"))
 				o->jwt = true;
 			else
-				return fail(err, cap, "bad --auth '%s': want none or jwt", a);
+				return cm_flag_fail(err, cap, "bad --auth '%s': want none or jwt", a);
 			break;
 		case O_JWT_FILE:
 			if ((ret = read_secret(o, a, err, cap)))
@@ -413,35 +393,35 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 			snprintf(o->ready_file, sizeof(o->ready_file), "%s", a);
 			break;
 		case O_PIPELINE:
-			if (parse_uint(a, 1, 100000, &o->pipeline) < 0)
-				return fail(err, cap, "bad --pipeline '%s'", a);
+			if (cm_parse_u32(a, 1, 100000, &o->pipeline) < 0)
+				return cm_flag_fail(err, cap, "bad --pipeline '%s'", a);
 			break;
 		case O_BATCH:
-			if (parse_uint(a, 1, 4096, &o->batch) < 0)
-				return fail(err, cap, "bad --batch '%s' (1..4096)", a);
+			if (cm_parse_u32(a, 1, 4096, &o->batch) < 0)
+				return cm_flag_fail(err, cap, "bad --batch '%s' (1..4096)", a);
 			break;
 		case O_BATCH_US:
-			if (parse_uint(a, 1, 100000, &o->batch_us) < 0)
-				return fail(err, cap, "bad --batch-us '%s' (1..100000)", a);
+			if (cm_parse_u32(a, 1, 100000, &o->batch_us) < 0)
+				return cm_flag_fail(err, cap, "bad --batch-us '%s' (1..100000)", a);
 			break;
 		case O_ACK_ON_READ: o->ack_on_read = true; break;
 		case O_HELP:
 			return 1;
 		default:
 			if (optopt && optopt >= 256)
-				return fail(err, cap, "option %s needs a value", argv[optind - 1]);
-			return fail(err, cap, "unknown option '%s' (see --help)", argv[optind - 1]);
+				return cm_flag_fail(err, cap, "option %s needs a value", argv[optind - 1]);
+			return cm_flag_fail(err, cap, "unknown option '%s' (see --help)", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return fail(err, cap, "unexpected argument '%s' (see --help)", argv[optind]);
+		return cm_flag_fail(err, cap, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (!o->ntargets)
-		return fail(err, cap, "no --target given (HOST:PORT of a gateway)");
+		return cm_flag_fail(err, cap, "no --target given (HOST:PORT of a gateway)");
 
 	if (o->jwt && !o->jwt_secret) {
 		env = getenv("HERALD_JWT_SECRET");
 		if (!env || !*env)
-			return fail(err, cap, "--auth jwt needs --jwt-secret-file or HERALD_JWT_SECRET");
+			return cm_flag_fail(err, cap, "--auth jwt needs --jwt-secret-file or HERALD_JWT_SECRET");
 		o->jwt_secret_len = strlen(env);
 		o->jwt_secret = strdup(env);
 	}
@@ -451,7 +431,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 		     o->scenario == LD_SC_SLOW || (o->scenario == LD_SC_CHURN && o->nrates);
 	if (o->scenario == LD_SC_BROADCAST) {
 		if (have_streams && o->streams != 1)
-			return fail(err, cap, "--scenario broadcast uses one stream (drop --streams)");
+			return cm_flag_fail(err, cap, "--scenario broadcast uses one stream (drop --streams)");
 		o->streams = 1;
 	}
 	if (!have_streams)
@@ -465,15 +445,15 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 		o->nrates = 1;
 	}
 	if (!o->publish && o->nrates && o->scenario == LD_SC_CONNECT)
-		return fail(err, cap, "--rate-msgs needs a publishing scenario (fanout, broadcast, slow, churn)");
+		return cm_flag_fail(err, cap, "--rate-msgs needs a publishing scenario (fanout, broadcast, slow, churn)");
 	if (o->scenario == LD_SC_SLOW && !have_slow)
 		o->slow_pct = 10;
 	if (have_slow && o->scenario != LD_SC_SLOW && o->slow_pct > 0 && !o->publish)
-		return fail(err, cap, "--slow-pct needs a publishing scenario");
+		return cm_flag_fail(err, cap, "--slow-pct needs a publishing scenario");
 	if (o->scenario == LD_SC_CHURN && !have_churn)
 		o->churn_rate = o->clients / 10.0 > 1 ? o->clients / 10.0 : 1;
 	if (have_churn && o->scenario != LD_SC_CHURN)
-		return fail(err, cap, "--churn-rate belongs to --scenario churn");
+		return cm_flag_fail(err, cap, "--churn-rate belongs to --scenario churn");
 	if (o->payload < LD_PAYLOAD_MIN)
 		o->payload = LD_PAYLOAD_MIN;
 
@@ -484,7 +464,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) {
 		unsigned per = (o->clients + o->workers - 1) / o->workers;
 		if ((rlim_t)per + 64 > rl.rlim_max)
-			return fail(err, cap,
+			return cm_flag_fail(err, cap,
 				    "%u clients per worker exceed the descriptor limit (%lu): use --workers %lu or more",
 				    per, (unsigned long)rl.rlim_max,
 				    (unsigned long)((o->clients + rl.rlim_max - 65) / (rl.rlim_max - 64)));

@@ -101,3 +101,19 @@ Test(cm_flags, secret_file_refuses_empty_missing_and_huge)
 	free(path);
 	cr_assert_null(cm_read_secret_file("/nonexistent/secret", &n, err, sizeof(err)));
 }
+
+Test(cm_flags, u32_keeps_its_bounds_and_errors_read_as_one_line)
+{
+	uint32_t v = 7;
+	char err[16];
+
+	cr_assert_eq(cm_parse_u32("4294967295", 0, UINT32_MAX, &v), 0);
+	cr_assert_eq(v, UINT32_MAX);
+	cr_assert_eq(cm_parse_u32("10", 1, 9, &v), -1);
+	cr_assert_eq(cm_parse_u32("-1", 0, 9, &v), -1);
+	cr_assert_eq(v, UINT32_MAX, "a refused value changed the field");
+	cr_assert_eq(cm_flag_fail(err, sizeof(err), "bad --port '%s'", "x"), -1);
+	cr_assert_str_eq(err, "bad --port 'x'");
+	cm_flag_fail(err, sizeof(err), "%s", "a message longer than the buffer");
+	cr_assert_eq(strlen(err), sizeof(err) - 1);
+}
