@@ -106,7 +106,7 @@ Test(load, fanout_counts_every_delivery_exactly)
 	fanout_exact(NULL);
 }
 
-/* clients that ACK when they read (ld_ack_hold/ld_ack_flush) still get
+/* clients that ACK when they read (cm_ack_hold/cm_ack_flush) still get
  * every message: no ACK is lost, the gateways never stall on a window */
 Test(load, fanout_with_ack_on_read_counts_every_delivery_exactly)
 {
