@@ -394,6 +394,20 @@ static void on_resync_answer(struct rt_router *r, struct rt_gw *gw,
 	}
 }
 
+/* HSET <prefix>:ccu for one gateway whose count changed, at once: with the
+ * gateway's heartbeat every 500 ms, the hash stays under the contract's 1 s
+ * (the periodic write of every gateway, on_ccu_timer, restores the hash
+ * after a Redis restart). */
+static void ccu_changed(struct rt_router *r, const struct rt_gw *gw)
+{
+	resp_begin(&r->cmd, 4);
+	resp_str(&r->cmd, "HSET");
+	resp_str(&r->cmd, r->key_ccu);
+	resp_arg(&r->cmd, gw->id, gw->id_len);
+	resp_u64(&r->cmd, gw->ccu);
+	send_cmd(r, r->cmd.p, r->cmd.len);
+}
+
 void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 {
 	Herald__Cluster__GatewayEvent *ev;
@@ -461,7 +475,10 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 			request_resync(r, gw);
 		break;
 	case HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT:
-		gw->ccu = ev->heartbeat->ccu;
+		if (gw->ccu != ev->heartbeat->ccu) {
+			gw->ccu = ev->heartbeat->ccu;
+			ccu_changed(r, gw);
+		}
 		gw->streams = ev->heartbeat->streams;
 		if (ev->heartbeat->threads)
 			gw->threads = ev->heartbeat->threads;

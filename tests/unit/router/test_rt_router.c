@@ -410,6 +410,33 @@ Test(rt_router, silent_gateways_expire_and_leave_the_ccu_hash)
 	cr_assert(find_cmd("HDEL", d + 1) >= 0, "one HDEL per gateway");
 }
 
+/* herald:ccu is at most 1 s old (CONTRACT.md): a heartbeat that changes a
+ * gateway's count writes its field at once, one that does not writes nothing
+ * (the periodic refresh of every field is on_ccu_timer's). */
+Test(rt_router, a_changed_ccu_reaches_the_hash_at_once)
+{
+	int h;
+
+	join("A");
+	join("B");
+	clear_cmds();
+	heartbeat("A", 7);
+	h = find_cmd("HSET", 0);
+	cr_assert(h >= 0, "no HSET for a changed ccu");
+	cr_assert_eq(cmds[h].argc, 4);
+	cr_assert_str_eq(cmds[h].argv[1], "herald:ccu");
+	cr_assert_str_eq(cmds[h].argv[2], "A");
+	cr_assert_str_eq(cmds[h].argv[3], "7");
+	cr_assert_eq(find_cmd("HSET", h + 1), -1, "only the gateway that changed");
+	clear_cmds();
+	heartbeat("A", 7);
+	heartbeat("B", 0);
+	cr_assert_eq(find_cmd("HSET", 0), -1, "an unchanged ccu was written again");
+	heartbeat("B", 3);
+	h = find_cmd("HSET", 0);
+	cr_assert(h >= 0 && !strcmp(cmds[h].argv[2], "B") && !strcmp(cmds[h].argv[3], "3"));
+}
+
 Test(rt_router, bye_drops_a_gateway_at_once)
 {
 	struct rt_stats st;
