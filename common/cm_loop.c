@@ -42,6 +42,7 @@ struct cm_timer {
 	struct __kernel_timespec ts;
 	uint64_t ms;
 	bool repeat, stopped, armed;
+	bool firing;         /* in fn: a stop leaves the free to on_timer */
 	cm_fn fn;
 	void *arg;
 };
@@ -50,6 +51,7 @@ struct cm_poll {
 	struct cm_link link;
 	struct cm_loop *loop;
 	bool multishot, stopped, armed;
+	bool firing;         /* in fn: a stop leaves the free to on_poll */
 	int fd;
 	unsigned events;
 	cm_poll_fn fn;
@@ -177,9 +179,12 @@ static void on_timer(void *ctx, struct io_uring_cqe *cqe)
 	}
 	if (t->repeat)
 		timer_arm(t);
+	t->firing = true;
 	t->fn(t->arg);
-	/* fn may have stopped the timer (freed then, if unarmed) */
-	if (!t->repeat && !t->stopped)
+	t->firing = false;
+	/* fn may have stopped the timer: freed here unless still armed (the
+	 * removal's completion frees it then) */
+	if (t->stopped ? !t->armed : !t->repeat)
 		timer_free(t);
 }
 
@@ -212,10 +217,13 @@ static void on_poll(void *ctx, struct io_uring_cqe *cqe)
 			poll_arm(p); /* multishot ended by the kernel: re-arm */
 			return;
 		}
+		p->firing = true;
 		p->fn(p->arg, POLLERR);
 	} else {
+		p->firing = true;
 		p->fn(p->arg, cqe->res);
 	}
+	p->firing = false;
 	if (p->stopped) {
 		if (!p->armed)
 			poll_free(p);
@@ -392,7 +400,8 @@ void cm_timer_stop(struct cm_timer *t)
 		return;
 	t->stopped = true;
 	if (!t->armed) {
-		timer_free(t);
+		if (!t->firing)
+			timer_free(t);
 		return;
 	}
 	sqe = cm_loop_sqe(t->loop);
@@ -423,7 +432,8 @@ void cm_poll_stop(struct cm_poll *p)
 		return;
 	p->stopped = true;
 	if (!p->armed) {
-		poll_free(p);
+		if (!p->firing)
+			poll_free(p);
 		return;
 	}
 	sqe = cm_loop_sqe(p->loop);

@@ -423,3 +423,57 @@ Test(cm_loop, a_loop_woken_from_idleness_dispatches_at_once_then_batches_again, 
 	close(fds[0]);
 	close(fds[1]);
 }
+
+/* Stopping a timer or a watcher from its own last callback is allowed: the
+ * stop must not free what the dispatch still reads. */
+struct self_stop {
+	struct cm_loop *loop;
+	void *handle;   /* the timer or watcher to stop from its own callback */
+	int fired;
+};
+
+static void timer_stops_itself(void *arg)
+{
+	struct self_stop *s = arg;
+	s->fired++;
+	cm_timer_stop(s->handle);
+	cm_loop_stop(s->loop);
+}
+
+/* "A stopped timer never fires again": stopping a one-shot timer from its
+ * own callback is allowed (on_timer says so), but the stop freed it while
+ * on_timer still read it afterwards (a heap use after free under ASan). */
+Test(cm_loop, one_shot_timer_may_stop_itself_in_its_callback)
+{
+	struct self_stop s = { .loop = cm_loop_new(64) };
+	s.handle = cm_timer_start(s.loop, 1, false, timer_stops_itself, &s);
+	cr_assert_eq(cm_loop_run(s.loop), 0);
+	cr_assert_eq(s.fired, 1);
+	cm_loop_free(s.loop);
+}
+
+static void poll_stops_itself(void *arg, int revents)
+{
+	struct self_stop *s = arg;
+	(void)revents;
+	s->fired++;
+	cm_poll_stop(s->handle);
+	cm_loop_stop(s->loop);
+}
+
+/* The same for a watcher whose last event (no IORING_CQE_F_MORE: a one-shot
+ * watcher, or a multishot one the kernel ended) is being delivered: a stop
+ * from the callback freed it under on_poll. */
+Test(cm_loop, watcher_may_stop_itself_in_its_last_callback)
+{
+	int fds[2];
+	struct self_stop s = { .loop = cm_loop_new(64) };
+	cr_assert_eq(pipe(fds), 0);
+	cr_assert_eq(write(fds[1], "x", 1), 1);
+	s.handle = cm_poll_start(s.loop, fds[0], POLLIN, false, poll_stops_itself, &s);
+	cr_assert_eq(cm_loop_run(s.loop), 0);
+	cr_assert_eq(s.fired, 1);
+	cm_loop_free(s.loop);
+	close(fds[0]);
+	close(fds[1]);
+}
