@@ -292,9 +292,15 @@ void gw_conn_push(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 
 	if (c->tout)
 		pending += c->tout->out_len + (c->tout->fly_len - c->tout->fly_off);
-	if (pending + p->len > w->gw->o->max_queued) {
+	/* The limit is on the backlog: a message that finds nothing queued goes
+	 * out whatever its size, or a 1 MiB payload (framed, or a third larger
+	 * as base64) would cut off a client that keeps up. */
+	if (pending && pending + p->len > w->gw->o->max_queued) {
 		GW_INC(w, slow, 1);
-		wq_drop(c, c->wq ? c->wq->nflight : 0);
+		/* cut the queue at a frame boundary: the frames in flight stay,
+		 * and so does a first frame partly sent or encrypted (head_off),
+		 * or the close frame would land inside it */
+		wq_drop(c, !c->wq ? 0 : c->wq->nflight ? c->wq->nflight : c->wq->head_off ? 1 : 0);
 		gw_conn_close(w, c, CM_WS_CLOSE_POLICY, "slow consumer", GW_R_SLOW);
 		return;
 	}
@@ -603,6 +609,25 @@ static void command(struct gw_worker *w, struct gw_conn *c, const uint8_t *data,
 	cm_cmd_release(&cmd);
 }
 
+/* Drops a pong still waiting at the tail of the queue (neither in flight nor
+ * partly sent): RFC 6455 5.5.3 lets a pong answer only the latest ping. A
+ * client pinging without reading then holds one pong, not a 2-byte packet
+ * (some 40 bytes of memory) per ping, 20 times what --max-queued-bytes
+ * allows. */
+static void pong_unqueue(struct gw_conn *c)
+{
+	struct gw_wq *q = c->wq;
+	uint32_t last;
+
+	if (!q || !q->n)
+		return;
+	last = q->n - 1;
+	if (last < q->nflight || (last == 0 && q->head_off))
+		return;
+	if (cm_packet_bytes(q->p[last])[0] == (0x80 | CM_WS_PONG))
+		wq_drop(c, last);
+}
+
 static int on_ws_msg(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
 {
 	struct gw_conn *c = ctx;
@@ -624,6 +649,7 @@ static int on_ws_msg(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
 		command(w, c, data, len);
 		break;
 	case CM_WS_PING:
+		pong_unqueue(c);
 		p = cm_packet_frame(CM_WS_PONG, data, len);
 		gw_conn_push(w, c, p);
 		cm_packet_unref(p);

@@ -1,0 +1,395 @@
+/* Promises of the external contract (CONTRACT.md) that no other test pinned
+ * down: 1 MiB backend payloads, the 413 error code, anonymous user ids and
+ * their direct messages, the /api/gateways row shape with the default
+ * gateway id, the freshness of herald:ccu and of the router's /metrics, and
+ * delivery resuming within 2 s of a router or Redis restart. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/integration/lib/th_cluster.h"
+#include "tests/integration/lib/th_gw.h"
+#include "tests/integration/lib/th_proc.h"
+#include "tests/integration/lib/th_ws.h"
+
+TestSuite(contract_gaps, .init = th_setup, .fini = th_teardown, .timeout = 60);
+
+static struct th_proc *redis;
+static struct th_router router;
+static struct th_gw gw;
+
+/* Redis, a router and one gateway (id, or the default id when NULL). */
+static void cluster_start(const char *id)
+{
+	redis = th_redis_start();
+	th_router_start(&router, redis->port, NULL);
+	th_gw_start(&gw, &(struct th_gw_opts){ .redis_port = redis->port, .id = id });
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000),
+		  "the router does not see the gateway");
+}
+
+/* Reads the next push and checks stream, offset and the exact bytes. */
+static void expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
+			size_t len)
+{
+	struct cm_smsg m;
+	int r = th_ws_next_push(ws, &m, 5000);
+	cr_assert_eq(r, 1, "no push (%d) for %s #%llu (close code %u)", r, stream,
+		     (unsigned long long)offset, ws->got_close ? ws->close_code : 0);
+	cr_assert_str_eq(m.stream, stream);
+	cr_assert_eq(m.offset, offset, "%s: offset %llu, want %llu", stream,
+		     (unsigned long long)m.offset, (unsigned long long)offset);
+	cr_assert_eq(m.data_len, len, "%s #%llu: %zu bytes, want %zu", stream,
+		     (unsigned long long)offset, m.data_len, len);
+	cr_assert(!len || !memcmp(m.data, data, len), "%s #%llu: payload differs", stream,
+		  (unsigned long long)offset);
+	cm_smsg_release(&m);
+}
+
+static void expect_no_push(struct th_ws *ws, int ms)
+{
+	struct cm_smsg m;
+	if (th_ws_next_push(ws, &m, ms) == 1) {
+		cr_assert_fail("unexpected push on %s #%llu", m.stream,
+			       (unsigned long long)m.offset);
+	}
+}
+
+/* "Payloads are opaque bytes, delivered unchanged (up to 1 MiB by default)":
+ * with every flag at its default, a 1 MiB payload published on Redis reaches
+ * a JSON and a protobuf subscriber, as text and as bytes that are not UTF-8
+ * (base64 in JSON, a third larger on the wire). */
+Test(contract_gaps, backend_payload_of_1_MiB_reaches_every_format_unchanged)
+{
+	const size_t n = 1u << 20;
+	uint8_t *text = malloc(n), *bin = malloc(n);
+	struct th_ws *js, *pb;
+
+	cr_assert(text && bin);
+	for (size_t i = 0; i < n; i++) {
+		text[i] = (uint8_t)('a' + i % 26);
+		bin[i] = (uint8_t)(0x80 | (i * 7 % 128)); /* continuation bytes only: not UTF-8 */
+	}
+	cluster_start("big-0");
+	js = th_ws_open(gw.port, "/ws?user=j&streams=big");
+	pb = th_ws_open(gw.port, "/ws?user=p&format=protobuf&streams=big");
+	/* a round trip each: the connect-time subscriptions are live */
+	cr_assert_eq(th_ws_subscribe(js, "big.sync"), 0);
+	cr_assert_eq(th_ws_subscribe(pb, "big.sync"), 0);
+
+	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", text, n), 1);
+	expect_push(js, "big", 1, text, n);
+	expect_push(pb, "big", 1, text, n);
+	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", bin, n), 1);
+	expect_push(js, "big", 2, bin, n);
+	expect_push(pb, "big", 2, bin, n);
+	/* both still connected and nobody was counted as a slow consumer */
+	cr_assert_eq(th_ws_subscribe(js, "after"), 0);
+	cr_assert_eq(th_ws_subscribe(pb, "after"), 0);
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_slow_consumer_closes_total", NULL), 0);
+	th_ws_free(js);
+	th_ws_free(pb);
+	free(text);
+	free(bin);
+}
+
+/* Error code 413 "too large": a connection holding --max-subscriptions
+ * streams gets 413 for one more; a stream it holds is still ok, and once it
+ * lets one go the refused stream can be subscribed (and delivers). */
+Test(contract_gaps, subscribing_past_max_subscriptions_answers_413)
+{
+	struct th_ws *ws, *pub;
+	struct cm_smsg r;
+
+	th_gw_start(&gw, &(struct th_gw_opts){ .extra = { "--max-subscriptions", "3", NULL } });
+	ws = th_ws_open(gw.port, "/ws?user=a");
+	pub = th_ws_open(gw.port, "/ws?user=p");
+	cr_assert_eq(th_ws_subscribe(ws, "s.1"), 0);
+	cr_assert_eq(th_ws_subscribe(ws, "s.2"), 0);
+	cr_assert_eq(th_ws_subscribe(ws, "s.3"), 0);
+	cr_assert_eq(th_ws_command(ws, CM_CMD_SUBSCRIBE, "s.4", NULL, 0, &r, 5000), 413,
+		     "a fourth stream over --max-subscriptions 3");
+	cr_assert_eq(r.kind, CM_SMSG_REPLY);
+	cm_smsg_release(&r);
+	cr_assert_eq(th_ws_subscribe(ws, "s.2"), 0, "a stream already held is ok at the limit");
+	/* the refused subscription is not live */
+	cr_assert_eq(th_ws_publish(pub, "s.4", "lost", 4), 0);
+	expect_no_push(ws, 200);
+	cr_assert_eq(th_ws_unsubscribe(ws, "s.1"), 0);
+	cr_assert_eq(th_ws_subscribe(ws, "s.4"), 0, "room again after an unsubscribe");
+	cr_assert_eq(th_ws_publish(pub, "s.4", "kept", 4), 0);
+	cr_assert_eq(th_ws_next_push(ws, &r, 5000), 1, "nothing on s.4 once subscribed");
+	cr_assert_str_eq(r.stream, "s.4");
+	cr_assert(r.data_len == 4 && !memcmp(r.data, "kept", 4));
+	cm_smsg_release(&r);
+	/* protobuf gets the same code */
+	struct th_ws *pb = th_ws_open(gw.port, "/ws?user=b&format=protobuf&streams=p.1,p.2,p.3");
+	cr_assert_eq(th_ws_subscribe(pb, "p.4"), 413);
+	th_ws_free(pb);
+	th_ws_free(ws);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+/* "--auth none without user= assigns anon-<n>": each anonymous connection is
+ * a distinct anon-<n> user, and PUBLISH herald:user:anon-<n> reaches it (on
+ * the stream user:anon-<n>) without subscribing. */
+Test(contract_gaps, anonymous_connections_are_distinct_anon_users_with_direct_messages)
+{
+	struct th_ws *a[2];
+	char chan[64], name[32];
+	int got[2] = { -1, -1 };
+
+	cluster_start("anon-gw");
+	a[0] = th_ws_open(gw.port, "/ws");
+	a[1] = th_ws_open(gw.port, "/ws?format=protobuf");
+	/* presence is announced without an ack: wait until the router has both */
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_users", NULL) == 2, 5000),
+		  "router users %g, want 2 distinct anonymous users",
+		  th_router_metric(&router, "herald_router_users", NULL));
+	for (int k = 0; k <= 16; k++) {
+		snprintf(chan, sizeof(chan), "herald:user:anon-%d", k);
+		snprintf(name, sizeof(name), "anon-%d", k);
+		th_redis_publish(redis->port, chan, name, strlen(name));
+	}
+	for (int i = 0; i < 2; i++) {
+		struct cm_smsg m;
+		int r = th_ws_next_push(a[i], &m, 5000);
+		cr_assert_eq(r, 1, "anonymous client %d got no direct message for anon-0..16", i);
+		cr_assert(sscanf(m.stream, "user:anon-%d", &got[i]) == 1, "stream %s", m.stream);
+		snprintf(name, sizeof(name), "anon-%d", got[i]);
+		cr_assert_eq(m.data_len, strlen(name), "%s", m.stream);
+		cr_assert(!memcmp(m.data, name, m.data_len), "%s got another user's message",
+			  m.stream);
+		cr_assert_eq(m.offset, 1);
+		cm_smsg_release(&m);
+		expect_no_push(a[i], 200);
+	}
+	cr_assert_neq(got[0], got[1], "two anonymous connections share anon-%d", got[0]);
+	th_ws_free(a[0]);
+	th_ws_free(a[1]);
+}
+
+/* GET /api/gateways: a JSON array of {"id","ccu","streams","last_seen_ms",
+ * "state"}; a gateway started without --id is listed (and in herald:ccu)
+ * under hostname:pid. */
+Test(contract_gaps, api_gateways_rows_carry_the_contract_fields_and_the_default_id)
+{
+	char host[256], id[300], *body = NULL;
+	struct th_ws *c;
+	cJSON *j, *row, *f;
+
+	cr_assert_eq(gethostname(host, sizeof(host)), 0);
+	cluster_start(NULL);
+	snprintf(id, sizeof(id), "%s:%d", host, (int)gw.proc->pid);
+	c = th_ws_open(gw.port, "/ws?user=u&streams=one,two");
+	cr_assert_eq(th_ws_subscribe(c, "three"), 0);
+	cr_assert(TH_WAIT(th_router_gw_ccu(&router, id) == 1 && th_ccu_hash(redis->port, id) == 1,
+			  5000),
+		  "no ccu 1 for the default id %s (router %lld, herald:ccu %lld)", id,
+		  th_router_gw_ccu(&router, id), th_ccu_hash(redis->port, id));
+	cr_assert(TH_WAIT((free(body), body = NULL,
+			   th_http_get(router.admin_port, "/api/gateways", &body, NULL) == 200 &&
+			   strstr(body, "\"streams\":3")),
+			  5000),
+		  "streams never 3: %s", body ? body : "(none)");
+	j = cJSON_Parse(body);
+	cr_assert(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 1, "%s", body);
+	row = cJSON_GetArrayItem(j, 0);
+	cr_assert(cJSON_IsObject(row), "%s", body);
+	f = cJSON_GetObjectItemCaseSensitive(row, "id");
+	cr_assert(cJSON_IsString(f) && !strcmp(f->valuestring, id), "id: %s, want %s", body, id);
+	f = cJSON_GetObjectItemCaseSensitive(row, "ccu");
+	cr_assert(cJSON_IsNumber(f) && f->valuedouble == 1, "ccu: %s", body);
+	f = cJSON_GetObjectItemCaseSensitive(row, "streams");
+	cr_assert(cJSON_IsNumber(f) && f->valuedouble == 3, "streams: %s", body);
+	f = cJSON_GetObjectItemCaseSensitive(row, "last_seen_ms");
+	cr_assert(cJSON_IsNumber(f) && f->valuedouble >= 0, "last_seen_ms: %s", body);
+	f = cJSON_GetObjectItemCaseSensitive(row, "state");
+	cr_assert(cJSON_IsString(f) && !strcmp(f->valuestring, "up"), "state: %s", body);
+	cJSON_Delete(j);
+	free(body);
+	/* and under that id in the router's Prometheus text */
+	char label[320];
+	snprintf(label, sizeof(label), "gateway=\"%s\"", id);
+	cr_assert_eq(th_router_metric(&router, "herald_gateway_ccu", label), 1);
+	th_ws_free(c);
+}
+
+/* "herald:ccu ... at most 1 s old" and "/metrics of the router is at most
+ * 2 s old": after each change of a gateway's CCU (a client connected: it
+ * was counted before its 101 came; a client gone: its close was echoed and
+ * the TCP stream ended), the hash and the router's herald_gateway_ccu show
+ * the new value within those bounds. Several changes at different phases
+ * of whatever periodic work is behind them; the bound adds 150 ms for
+ * polling and scheduling. */
+Test(contract_gaps, ccu_hash_is_at_most_1s_old_and_router_metrics_at_most_2s)
+{
+	enum { N = 6 };
+	struct th_ws *c[N] = { 0 };
+	int64_t worst_hash = 0, worst_metric = 0;
+	long long want = 0;
+
+	cluster_start("fresh");
+	cr_assert(TH_WAIT(th_ccu_hash(redis->port, "fresh") == 0, 5000));
+	for (int i = 0; i < N; i++) {
+		int64_t t0, th = -1, tm = -1;
+		/* spread the changes over the phases of 500 ms timers */
+		th_sleep_ms(137 * i % 500);
+		if (i % 3 == 2) { /* one leaves */
+			struct th_ws *ws = c[--want];
+			th_ws_send_close(ws, 1000, NULL);
+			cr_assert_eq(th_ws_wait_close(ws, 5000), 1000);
+			cr_assert(th_ws_wait_eof(ws, 5000));
+			t0 = th_now_ms();
+			th_ws_free(ws);
+			c[want] = NULL;
+		} else {
+			c[want++] = th_ws_open(gw.port, "/ws?user=f");
+			t0 = th_now_ms();
+		}
+		while (th_now_ms() - t0 < 4000 && (th < 0 || tm < 0)) {
+			if (th < 0 && th_ccu_hash(redis->port, "fresh") == want)
+				th = th_now_ms() - t0;
+			if (tm < 0 && th_router_metric(&router, "herald_gateway_ccu",
+						       "gateway=\"fresh\"") == want)
+				tm = th_now_ms() - t0;
+			th_sleep_ms(5);
+		}
+		cr_log_info("change %d (ccu %lld): herald:ccu after %lld ms, router /metrics after %lld ms",
+			    i, want, (long long)th, (long long)tm);
+		cr_assert(th >= 0 && tm >= 0, "ccu %lld never showed (hash %lld ms, metrics %lld ms)",
+			  want, (long long)th, (long long)tm);
+		if (th > worst_hash)
+			worst_hash = th;
+		if (tm > worst_metric)
+			worst_metric = tm;
+	}
+	cr_assert(worst_hash <= 1000 + 150, "herald:ccu was %lld ms old (contract: at most 1 s)",
+		  (long long)worst_hash);
+	cr_assert(worst_metric <= 2000 + 150, "router /metrics was %lld ms old (contract: 2 s)",
+		  (long long)worst_metric);
+	for (int i = 0; i < N; i++)
+		th_ws_free(c[i]);
+}
+
+/* Publishes on stream until ws gets a push; returns the ms it took (-1 when
+ * nothing came within timeout_ms) and the push's offset in *off. */
+static int64_t publish_until_delivered(struct th_ws *ws, const char *stream, int timeout_ms,
+				       uint64_t *off)
+{
+	char chan[64];
+	int64_t t0 = th_now_ms();
+	struct cm_smsg m;
+
+	snprintf(chan, sizeof(chan), "herald:stream:%s", stream);
+	while (th_now_ms() - t0 < timeout_ms) {
+		th_redis_publish(redis->port, chan, "probe", 5);
+		if (th_ws_next_push(ws, &m, 25) == 1) {
+			cr_assert_str_eq(m.stream, stream);
+			*off = m.offset;
+			cm_smsg_release(&m);
+			return th_now_ms() - t0;
+		}
+	}
+	return -1;
+}
+
+/* Drains the probes still on their way; returns the highest offset seen. */
+static uint64_t drain_pushes(struct th_ws *ws, uint64_t last)
+{
+	struct cm_smsg m;
+	while (th_ws_next_push(ws, &m, 300) == 1) {
+		cr_assert(m.offset > last, "offset %llu after %llu", (unsigned long long)m.offset,
+			  (unsigned long long)last);
+		last = m.offset;
+		cm_smsg_release(&m);
+	}
+	return last;
+}
+
+/* "Router restart or Redis restart: no client is disconnected; delivery
+ * resumes within 2 s after the restarted process is back" (the probe
+ * interval, 25 ms, and 100 ms of scheduling are added to the bound). */
+Test(contract_gaps, delivery_resumes_within_2s_of_a_router_or_redis_restart)
+{
+	struct th_ws *c;
+	uint64_t last = 0, off = 0;
+	int64_t ms;
+
+	cluster_start("restart-0");
+	c = th_ws_open(gw.port, "/ws?user=x&streams=s");
+	cr_assert_eq(th_ws_subscribe(c, "sync"), 0);
+	cr_assert(publish_until_delivered(c, "s", 2000, &last) >= 0);
+	last = drain_pushes(c, last);
+
+	th_kill9(router.proc);
+	th_restart(router.proc);
+	cr_assert_eq(th_wait_http_200(router.admin_port, "/api/gateways", 5000), 0);
+	ms = publish_until_delivered(c, "s", 5000, &off);
+	cr_log_info("router back: delivery after %lld ms", (long long)ms);
+	cr_assert(ms >= 0 && ms <= 2000 + 125, "delivery %lld ms after the router was back",
+		  (long long)ms);
+	cr_assert(off > last, "offset went back: %llu after %llu", (unsigned long long)off,
+		  (unsigned long long)last);
+	last = drain_pushes(c, off);
+
+	th_kill9(redis);
+	th_sleep_ms(300); /* Redis away for a while (not an assertion) */
+	th_restart(redis);
+	cr_assert_eq(th_wait_port(redis->port, 5000), 0);
+	ms = publish_until_delivered(c, "s", 5000, &off);
+	cr_log_info("redis back: delivery after %lld ms", (long long)ms);
+	cr_assert(ms >= 0 && ms <= 2000 + 125, "delivery %lld ms after Redis was back",
+		  (long long)ms);
+	cr_assert(off > last, "offset went back: %llu after %llu", (unsigned long long)off,
+		  (unsigned long long)last);
+	cr_assert_not(c->eof || c->got_close, "the client was disconnected");
+	cr_assert_eq(th_ws_subscribe(c, "still"), 0);
+	th_ws_free(c);
+}
+
+/* Runs one binary with args to its exit; returns the exit code and its
+ * output (stdout and stderr, malloc'd) in *out. */
+static int run_binary(const char *name, const char *a1, const char *a2, char **out)
+{
+	struct th_proc *p = th_spawnl(name, th_bin(name), a1, a2, NULL);
+	int rc = th_wait_exit(p, 10000);
+	*out = th_read_file(p->log);
+	return rc;
+}
+
+static int lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* "Each binary answers --help and exits 2 with a one-line error on a bad
+ * flag": herald-gateway, herald-router and herald-load, for an unknown flag
+ * and for a flag missing its value. */
+Test(contract_gaps, every_binary_answers_help_and_exits_2_with_one_line_on_a_bad_flag)
+{
+	static const char *const bins[] = { "herald-gateway", "herald-router", "herald-load" };
+	char *out;
+
+	for (size_t i = 0; i < sizeof(bins) / sizeof(bins[0]); i++) {
+		cr_assert_eq(run_binary(bins[i], "--help", NULL, &out), 0, "%s --help", bins[i]);
+		cr_assert(strstr(out, "usage") && strstr(out, "--redis"), "%s --help: %s", bins[i],
+			  out);
+		free(out);
+		cr_assert_eq(run_binary(bins[i], "--no-such-flag", NULL, &out), 2, "%s", bins[i]);
+		cr_assert(lines(out) == 1 && strstr(out, "--no-such-flag"),
+			  "%s: not one line naming the flag: [%s]", bins[i], out);
+		free(out);
+		/* a flag at the end without its value (getopt's own message must not add a line) */
+		cr_assert_eq(run_binary(bins[i], "--redis", NULL, &out), 2, "%s --redis", bins[i]);
+		cr_assert_eq(lines(out), 1, "%s --redis: [%s]", bins[i], out);
+		free(out);
+	}
+}
