@@ -134,33 +134,55 @@ Test(contract_gaps, subscribing_past_max_subscriptions_answers_413)
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
+/* The first anon-<n> a gateway hands out, from the line its log has. */
+static unsigned long long anon_first(struct th_gw *g)
+{
+	char *log = th_read_file(g->proc->log), *at;
+	unsigned long long n = 0;
+
+	cr_assert(log && (at = strstr(log, "anonymous users: anon-")), "no anon line in the log");
+	cr_assert_eq(sscanf(at, "anonymous users: anon-%llu onward", &n), 1);
+	free(log);
+	return n;
+}
+
 /* "--auth none without user= assigns anon-<n>": each anonymous connection is
  * a distinct anon-<n> user, and PUBLISH herald:user:anon-<n> reaches it (on
- * the stream user:anon-<n>) without subscribing. */
+ * the stream user:anon-<n>) without subscribing. The numbers are unique
+ * across the cluster: a second gateway counts from elsewhere, so a direct
+ * message never reaches two strangers. */
 Test(contract_gaps, anonymous_connections_are_distinct_anon_users_with_direct_messages)
 {
-	struct th_ws *a[2];
-	char chan[64], name[32];
-	int got[2] = { -1, -1 };
+	struct th_ws *a[3];
+	struct th_gw gw2;
+	unsigned long long first[2], got[3];
+	char chan[64], name[40];
 
 	cluster_start("anon-gw");
+	th_gw_start(&gw2, &(struct th_gw_opts){ .redis_port = redis->port, .id = "anon-gw2" });
+	first[0] = anon_first(&gw);
+	first[1] = anon_first(&gw2);
+	cr_assert_neq(first[0], first[1], "two gateways both start at anon-%llu", first[0]);
 	a[0] = th_ws_open(gw.port, "/ws");
 	a[1] = th_ws_open(gw.port, "/ws?format=protobuf");
-	/* presence is announced without an ack: wait until the router has both */
-	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_users", NULL) == 2, 5000),
-		  "router users %g, want 2 distinct anonymous users",
+	a[2] = th_ws_open(gw2.port, "/ws");
+	/* presence is announced without an ack: wait until the router has all */
+	cr_assert(TH_WAIT(th_router_metric(&router, "herald_router_users", NULL) == 3, 5000),
+		  "router users %g, want 3 distinct anonymous users",
 		  th_router_metric(&router, "herald_router_users", NULL));
-	for (int k = 0; k <= 16; k++) {
-		snprintf(chan, sizeof(chan), "herald:user:anon-%d", k);
-		snprintf(name, sizeof(name), "anon-%d", k);
-		th_redis_publish(redis->port, chan, name, strlen(name));
+	for (int g = 0; g < 2; g++) {
+		for (unsigned long long k = first[g]; k < first[g] + 2; k++) {
+			snprintf(chan, sizeof(chan), "herald:user:anon-%llu", k);
+			snprintf(name, sizeof(name), "anon-%llu", k);
+			th_redis_publish(redis->port, chan, name, strlen(name));
+		}
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		struct cm_smsg m;
 		int r = th_ws_next_push(a[i], &m, 5000);
-		cr_assert_eq(r, 1, "anonymous client %d got no direct message for anon-0..16", i);
-		cr_assert(sscanf(m.stream, "user:anon-%d", &got[i]) == 1, "stream %s", m.stream);
-		snprintf(name, sizeof(name), "anon-%d", got[i]);
+		cr_assert_eq(r, 1, "anonymous client %d got no direct message", i);
+		cr_assert(sscanf(m.stream, "user:anon-%llu", &got[i]) == 1, "stream %s", m.stream);
+		snprintf(name, sizeof(name), "anon-%llu", got[i]);
 		cr_assert_eq(m.data_len, strlen(name), "%s", m.stream);
 		cr_assert(!memcmp(m.data, name, m.data_len), "%s got another user's message",
 			  m.stream);
@@ -168,9 +190,11 @@ Test(contract_gaps, anonymous_connections_are_distinct_anon_users_with_direct_me
 		cm_smsg_release(&m);
 		expect_no_push(a[i], 200);
 	}
-	cr_assert_neq(got[0], got[1], "two anonymous connections share anon-%d", got[0]);
-	th_ws_free(a[0]);
-	th_ws_free(a[1]);
+	cr_assert_neq(got[0], got[1], "two anonymous connections share anon-%llu", got[0]);
+	cr_assert_eq(got[2], first[1], "gw2's first anonymous client is anon-%llu", got[2]);
+	for (int i = 0; i < 3; i++)
+		th_ws_free(a[i]);
+	cr_assert_eq(th_gw_stop(&gw2, 10000), 0);
 }
 
 /* GET /api/gateways: a JSON array of {"id","ccu","streams","last_seen_ms",
