@@ -137,7 +137,7 @@ Test(contract_gaps, subscribing_past_max_subscriptions_answers_413)
 /* The first anon-<n> a gateway hands out, from the line its log has. */
 static unsigned long long anon_first(struct th_gw *g)
 {
-	char *log = th_read_file(g->proc->log), *at;
+	char *log = th_read_file(g->proc->log), *at = NULL;
 	unsigned long long n = 0;
 
 	cr_assert(log && (at = strstr(log, "anonymous users: anon-")), "no anon line in the log");
