@@ -44,10 +44,11 @@ struct ld_parent {
 	unsigned nalive;
 	bool worker_crashed;
 	uint64_t t0;
-	/* progress */
-	uint64_t last_progress_ns;
-	uint64_t prev_recv, prev_opened;
-	struct ld_hist *prev_lat, *tmp_lat, *diff_lat;
+	/* progress: the line every second, the timeline every --timeline-ms,
+	 * each with the counts and the latencies it last saw */
+	uint64_t last_line_ns, last_tl_ns;
+	uint64_t line_recv, line_opened, tl_recv;
+	struct ld_hist *line_lat, *tl_lat, *tmp_lat, *diff_lat;
 	struct ld_tl_point *tl;
 	unsigned ntl;
 	uint64_t peak_open;
@@ -178,50 +179,67 @@ static void err_summary(const struct ld_sum *s, char *out, size_t cap)
 		snprintf(out, cap, " none");
 }
 
-/* Once a second: a progress line and a timeline point. */
+/* The p99 (ms) of the messages received since `last` was taken; last
+ * moves on to now (tmp_lat). */
+static double window_p99(struct ld_parent *P, struct ld_hist *last)
+{
+	ld_hist_diff(P->diff_lat, P->tmp_lat, last);
+	*last = *P->tmp_lat;
+	return (double)ld_hist_quantile(P->diff_lat, 0.99) / 1000.0;
+}
+
+/* A timeline point every --timeline-ms, a progress line every second. */
 static void progress(void *arg)
 {
 	struct ld_parent *P = arg;
 	uint64_t now = ld_now_ns();
+	bool point = now - P->last_tl_ns >= (uint64_t)P->o->timeline_ms * 1000000ULL;
+	bool line = now - P->last_line_ns >= 1000000000ULL;
 	struct ld_sum s;
-	double dt, rps, p99;
 	char errs[512];
 
-	if (now - P->last_progress_ns < 1000000000ULL)
+	if (!point && !line)
 		return;
 	reap(P);
-	dt = (double)(now - P->last_progress_ns) / 1e9;
-	P->last_progress_ns = now;
 	sum_workers(P, &s);
 	merge_lat(P, P->tmp_lat);
-	ld_hist_diff(P->diff_lat, P->tmp_lat, P->prev_lat);
-	*P->prev_lat = *P->tmp_lat;
-	rps = (double)(s.recv_msgs - P->prev_recv) / dt;
-	p99 = (double)ld_hist_quantile(P->diff_lat, 0.99) / 1000.0;
 	if (s.open_now > P->peak_open)
 		P->peak_open = s.open_now;
-	if (P->ntl < LD_TIMELINE_MAX) {
-		struct ld_tl_point *pt = &P->tl[P->ntl++];
-		pt->t = secs(P);
-		pt->open = s.open_now;
-		pt->pending = s.pending;
-		pt->errors = s.errors;
-		pt->recv_per_s = rps;
-		pt->p99_ms = p99;
+	if (point) {
+		double dt = (double)(now - P->last_tl_ns) / 1e9;
+		double p99 = window_p99(P, P->tl_lat);
+
+		P->last_tl_ns = now;
+		if (P->ntl < LD_TIMELINE_MAX) {
+			struct ld_tl_point *pt = &P->tl[P->ntl++];
+			pt->t = secs(P);
+			pt->open = s.open_now;
+			pt->pending = s.pending;
+			pt->errors = s.errors;
+			pt->recv_per_s = (double)(s.recv_msgs - P->tl_recv) / dt;
+			pt->p99_ms = p99;
+		}
+		P->tl_recv = s.recv_msgs;
 	}
-	if (!P->o->quiet) {
-		err_summary(&s, errs, sizeof(errs));
-		fprintf(stderr,
-			"[%6.1fs] %-9s open %llu/%llu (+%.0f/s, %llu pending) | recv %.0f msg/s p99 %.2f ms",
-			secs(P), P->phase_name, (unsigned long long)s.open_now,
-			(unsigned long long)s.clients, (double)(s.opened - P->prev_opened) / dt,
-			(unsigned long long)s.pending, rps, p99);
-		if (P->cur_rate > 0)
-			fprintf(stderr, " (pub %.0f/s)", P->cur_rate);
-		fprintf(stderr, " | errors%s\n", errs);
+	if (line) {
+		double dt = (double)(now - P->last_line_ns) / 1e9;
+		double p99 = window_p99(P, P->line_lat);
+
+		P->last_line_ns = now;
+		if (!P->o->quiet) {
+			err_summary(&s, errs, sizeof(errs));
+			fprintf(stderr,
+				"[%6.1fs] %-9s open %llu/%llu (+%.0f/s, %llu pending) | recv %.0f msg/s p99 %.2f ms",
+				secs(P), P->phase_name, (unsigned long long)s.open_now,
+				(unsigned long long)s.clients, (double)(s.opened - P->line_opened) / dt,
+				(unsigned long long)s.pending, (double)(s.recv_msgs - P->line_recv) / dt, p99);
+			if (P->cur_rate > 0)
+				fprintf(stderr, " (pub %.0f/s)", P->cur_rate);
+			fprintf(stderr, " | errors%s\n", errs);
+		}
+		P->line_recv = s.recv_msgs;
+		P->line_opened = s.opened;
 	}
-	P->prev_recv = s.recv_msgs;
-	P->prev_opened = s.opened;
 }
 
 /* Sleeps `seconds` in small slices, with progress; ends early on a signal. */
@@ -230,7 +248,8 @@ static void wait_for(struct ld_parent *P, double seconds)
 	uint64_t end = ld_now_ns() + (uint64_t)(seconds * 1e9);
 
 	while (!stop_flag && ld_now_ns() < end) {
-		struct timespec ts = { 0, 20 * 1000000L };
+		/* a tenth of the shortest timeline interval */
+		struct timespec ts = { 0, 10 * 1000000L };
 		nanosleep(&ts, NULL);
 		progress(P);
 	}
@@ -454,10 +473,12 @@ int ld_run(const struct ld_opts *o)
 		ld_pub_free(pub);
 		return 1;
 	}
-	P->prev_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->line_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->tl_lat = cm_xmalloc(sizeof(struct ld_hist));
 	P->tmp_lat = cm_xmalloc(sizeof(struct ld_hist));
 	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
-	ld_hist_init(P->prev_lat);
+	ld_hist_init(P->line_lat);
+	ld_hist_init(P->tl_lat);
 	P->tl = cm_xcalloc(LD_TIMELINE_MAX, sizeof(*P->tl));
 	P->pids = cm_xcalloc(o->workers, sizeof(*P->pids));
 	P->alive = cm_xcalloc(o->workers, sizeof(*P->alive));
@@ -471,7 +492,7 @@ int ld_run(const struct ld_opts *o)
 	}
 
 	P->t0 = ld_now_ns();
-	P->last_progress_ns = P->t0;
+	P->last_line_ns = P->last_tl_ns = P->t0;
 	fflush(stdout);
 	fflush(stderr);
 	for (unsigned i = 0; i < o->workers; i++) {
@@ -734,10 +755,11 @@ int ld_run(const struct ld_opts *o)
 			cJSON_AddNullToObject(root, "best_ok_step");
 		}
 	}
+	cJSON_AddNumberToObject(root, "timeline_ms", o->timeline_ms);
 	arr = cJSON_AddArrayToObject(root, "timeline");
 	for (unsigned i = 0; i < P->ntl; i++) {
 		cJSON *pt = cJSON_CreateObject();
-		cJSON_AddNumberToObject(pt, "t", (double)(int64_t)(P->tl[i].t * 10) / 10);
+		cJSON_AddNumberToObject(pt, "t", (double)(int64_t)(P->tl[i].t * 1000) / 1000);
 		cJSON_AddNumberToObject(pt, "open", (double)P->tl[i].open);
 		cJSON_AddNumberToObject(pt, "pending", (double)P->tl[i].pending);
 		cJSON_AddNumberToObject(pt, "errors", (double)P->tl[i].errors);
@@ -765,7 +787,8 @@ int ld_run(const struct ld_opts *o)
 	cJSON_Delete(root);
 	ld_pub_free(pub);
 	ld_shared_unmap(&P->sh);
-	free(P->prev_lat);
+	free(P->line_lat);
+	free(P->tl_lat);
 	free(P->tmp_lat);
 	free(P->diff_lat);
 	free(P->tl);

@@ -35,6 +35,27 @@ static bool yes(const cJSON *o, const char *key)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
+/* The timeline has a point every timeline_ms (at least half of those the
+ * run had time for, never more), and its rates are per second whatever the
+ * interval: over the points they add up to the messages received. */
+static void timeline_adds_up(const cJSON *j, double timeline_ms)
+{
+	const cJSON *tl = cJSON_GetObjectItemCaseSensitive(j, "timeline"), *pt;
+	double elapsed = num(j, "elapsed_s"), prev = 0, sum = 0;
+	double msgs = num(cJSON_GetObjectItemCaseSensitive(j, "recv"), "messages");
+	int n = cJSON_GetArraySize(tl);
+
+	cr_assert_eq(num(j, "timeline_ms"), timeline_ms);
+	cr_assert(n >= elapsed * 1000 / timeline_ms / 2 && n <= elapsed * 1000 / timeline_ms + 1,
+		  "%d timeline points in %g s at %g ms", n, elapsed, timeline_ms);
+	cJSON_ArrayForEach(pt, tl) {
+		sum += num(pt, "recv_per_s") * (num(pt, "t") - prev);
+		prev = num(pt, "t");
+	}
+	cr_assert(sum >= msgs * 0.9 && sum <= msgs * 1.02 + 10,
+		  "the timeline's rates add up to %g messages, %g received", sum, msgs);
+}
+
 /* extra: one more herald-load flag, or NULL */
 static void fanout_exact(const char *extra)
 {
@@ -75,6 +96,7 @@ static void fanout_exact(const char *extra)
 		cr_assert_null(acks);
 	}
 	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "errors"), "total"), 0);
+	timeline_adds_up(j, extra && !strncmp(extra, "--timeline-ms=", 14) ? atof(extra + 14) : 1000);
 	const cJSON *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
 	cr_assert_eq(cJSON_GetArraySize(steps), 2);
 	for (int i = 0; i < 2; i++) {
@@ -104,6 +126,12 @@ static void fanout_exact(const char *extra)
 Test(load, fanout_counts_every_delivery_exactly)
 {
 	fanout_exact(NULL);
+}
+
+/* --timeline-ms 100: ten points a second, rates still per second */
+Test(load, a_finer_timeline_keeps_its_rates_per_second)
+{
+	fanout_exact("--timeline-ms=100");
 }
 
 /* clients that ACK when they read (cm_ack_hold/cm_ack_flush) still get

@@ -122,3 +122,14 @@ Test(ld_opts, ack_on_read_is_off_unless_asked)
 	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--ack-on-read"), 0, "%s", err);
 	cr_assert(o.ack_on_read);
 }
+
+Test(ld_opts, timeline_interval_defaults_to_a_second_within_bounds)
+{
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1"), 0, "%s", err);
+	cr_assert_eq(o.timeline_ms, 1000);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--timeline-ms", "100"), 0, "%s", err);
+	cr_assert_eq(o.timeline_ms, 100);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--timeline-ms", "99"), -1);
+	cr_assert(strstr(err, "--timeline-ms"), "%s", err);
+	cr_assert_eq(PARSE("--target", "127.0.0.1:1", "--timeline-ms", "60001"), -1);
+}
