@@ -285,6 +285,11 @@ void gw_hub_post_reconcile(struct gw_worker *from, bool is_user, const char *nam
 void gw_hub_post_publish(struct gw_worker *from, const char *s, size_t n, const uint8_t *d,
 			 size_t len);
 void gw_hub_post_drained(struct gw_worker *from);
+/* Answers subscribes that waited for the interest in stream `name` (ok or
+ * "subscription failed"), each on its connection's worker; takes the list. */
+struct gw_waiter;
+void gw_hub_post_waiters(struct gw_worker *from, const char *name, size_t n,
+			 struct gw_waiter *list, bool ok);
 /* Starts the drain as SIGTERM does (a second call stops at once). */
 void gw_hub_signal(struct gw *g);
 

@@ -353,21 +353,22 @@ static void wreply_apply(void *arg)
 	free(r);
 }
 
-static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
+/* Hands waiters to their workers (posted from loop `from`). */
+static void answer_waiters(struct gw *g, struct cm_loop *from, const char *s, size_t n,
+			   struct gw_waiter *all, bool ok)
 {
-	struct gw_waiter *all = gw_streams_settle(h->g->streams, s, n, ok);
 	struct wreply *per[GW_MAX_THREADS] = { 0 };
 
 	while (all) {
 		struct gw_waiter *wt = all;
 		all = wt->next;
-		if (wt->worker >= h->g->nworkers) {
+		if (wt->worker >= g->nworkers) {
 			free(wt);
 			continue;
 		}
 		if (!per[wt->worker]) {
 			per[wt->worker] = cm_xcalloc(1, sizeof(struct wreply) + n + 1);
-			per[wt->worker]->w = h->g->w[wt->worker];
+			per[wt->worker]->w = g->w[wt->worker];
 			per[wt->worker]->ok = ok;
 			per[wt->worker]->n = n;
 			memcpy(per[wt->worker]->name, s, n);
@@ -375,10 +376,10 @@ static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
 		wt->next = per[wt->worker]->list;
 		per[wt->worker]->list = wt;
 	}
-	for (unsigned i = 0; i < h->g->nworkers; i++) {
+	for (unsigned i = 0; i < g->nworkers; i++) {
 		if (!per[i])
 			continue;
-		if (stopping(h->g)) {
+		if (stopping(g)) {
 			per[i]->ok = false;
 			for (struct gw_waiter *wt = per[i]->list, *nx; wt; wt = nx) {
 				nx = wt->next;
@@ -386,9 +387,20 @@ static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
 			}
 			free(per[i]);
 		} else {
-			cm_loop_post(h->w0->loop, per[i]->w->loop, wreply_apply, per[i]);
+			cm_loop_post(from, per[i]->w->loop, wreply_apply, per[i]);
 		}
 	}
+}
+
+static void settle(struct gw_hub *h, const char *s, size_t n, bool ok)
+{
+	answer_waiters(h->g, h->w0->loop, s, n, gw_streams_settle(h->g->streams, s, n, ok), ok);
+}
+
+void gw_hub_post_waiters(struct gw_worker *from, const char *name, size_t n,
+			 struct gw_waiter *list, bool ok)
+{
+	answer_waiters(from->gw, from->loop, name, n, list, ok);
 }
 
 /* An interest add waiting for the router; listed so that the ones the

@@ -121,7 +121,8 @@ int gw_streams_sub(struct gw_streams *t, const char *name, size_t n, unsigned w,
 	return ret;
 }
 
-bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned w, unsigned fmt)
+bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned w, unsigned fmt,
+		      struct gw_waiter **waiters)
 {
 	uint64_t h = gw_hash(name, n);
 	struct gw_shard *sh = shard_of(t, h);
@@ -129,6 +130,8 @@ bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned
 	bool gone = false;
 
 	CM_ASSERT(fmt < 2 && w < 64);
+	if (waiters)
+		*waiters = NULL;
 	pthread_mutex_lock(&sh->mu);
 	s = find(sh, name, n, h);
 	if (s) {
@@ -136,7 +139,10 @@ bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned
 		if (!s->masks[0] && !s->masks[1]) {
 			gw_htab_remove(&sh->tab, &s->h);
 			atomic_fetch_sub(&t->count, 1);
-			free_waiters(s->waiters);
+			if (waiters)
+				*waiters = s->waiters;
+			else
+				free_waiters(s->waiters);
 			free(s);
 			gone = true;
 		}

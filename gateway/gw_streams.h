@@ -42,9 +42,12 @@ int gw_streams_sub(struct gw_streams *t, const char *name, size_t n, unsigned w,
 		   bool first_local, struct gw_waiter *waiter, bool *reconcile);
 
 /* Worker w has no subscriber left in format fmt. Returns true when the
- * stream is gone from the gateway (the caller tells worker 0). Waiters of a
- * removed stream are freed. */
-bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned w, unsigned fmt);
+ * stream is gone from the gateway (the caller tells worker 0). The waiters
+ * of a removed stream (subscribes that were still waiting, then cancelled
+ * by unsubscribes or closes) go to *waiters, for the caller to answer and
+ * free; with waiters NULL they are freed. */
+bool gw_streams_unsub(struct gw_streams *t, const char *name, size_t n, unsigned w, unsigned fmt,
+		      struct gw_waiter **waiters);
 
 /* Which workers hold subscribers, per format; false when the stream is not
  * held. With next_offset non-NULL, also assigns the next standalone offset. */

@@ -110,12 +110,18 @@ static void lsub_remove(struct gw_worker *w, struct gw_lsub *sub)
 	free(sub);
 	GW_INC(w, subs, -1);
 	if (ls->n[f] == 0) {
+		struct gw_waiter *wt;
 		free(ls->subs[f]);
 		ls->subs[f] = NULL;
 		ls->cap[f] = 0;
-		if (gw_streams_unsub(w->gw->streams, ls->name, ls->h.klen, w->id, f) &&
+		if (gw_streams_unsub(w->gw->streams, ls->name, ls->h.klen, w->id, f, &wt) &&
 		    !w->gw->o->standalone)
 			gw_hub_post_reconcile(w, false, ls->name, ls->h.klen);
+		/* Subscribes still waiting for the interest now gone (cancelled
+		 * by unsubscribes or closes) are answered all the same: ok, as
+		 * for a stream unsubscribed after its ok. */
+		if (wt)
+			gw_hub_post_waiters(w, ls->name, ls->h.klen, wt, true);
 		if (!ls->n[0] && !ls->n[1]) {
 			gw_htab_remove(&w->lstreams, &ls->h);
 			free(ls);

@@ -344,3 +344,39 @@ Test(cluster, malformed_frames_are_counted_and_dropped)
 	cr_assert(th_alive(router.proc) && th_alive(gws[0].proc));
 	th_ws_free(c);
 }
+
+/* A subscribe still waiting for the router's ack, then an unsubscribe of the
+ * same stream: every command gets its reply, the subscribe's too. Without a
+ * router the ack never comes, so the subscribe waits for as long as the test
+ * looks; then the same with the router there, pipelined. */
+Test(cluster, a_subscribe_cancelled_while_pending_is_still_answered)
+{
+	struct th_ws *c;
+	int64_t sid, uid;
+
+	redis = th_redis_start();
+	{
+		struct th_gw_opts o = { .redis_port = redis->port, .threads = 2, .id = "gw-0" };
+		th_gw_start(&gws[0], &o);
+	}
+	c = th_ws_open(gws[0].port, "/ws?user=x");
+	sid = th_ws_send_command(c, CM_CMD_SUBSCRIBE, "s", NULL, 0);
+	uid = th_ws_send_command(c, CM_CMD_UNSUBSCRIBE, "s", NULL, 0);
+	cr_assert(sid > 0 && uid > 0);
+	cr_assert_eq(th_ws_wait_reply(c, (uint64_t)uid, NULL, 3000), 0);
+	cr_assert_neq(th_ws_wait_reply(c, (uint64_t)sid, NULL, 3000), -1,
+		      "the subscribe got no reply");
+
+	th_router_start(&router, redis->port, NULL);
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000));
+	sid = th_ws_send_command(c, CM_CMD_SUBSCRIBE, "t", NULL, 0);
+	uid = th_ws_send_command(c, CM_CMD_UNSUBSCRIBE, "t", NULL, 0);
+	cr_assert_eq(th_ws_wait_reply(c, (uint64_t)uid, NULL, 3000), 0);
+	cr_assert_neq(th_ws_wait_reply(c, (uint64_t)sid, NULL, 3000), -1,
+		      "the subscribe got no reply");
+	/* and the stream works as ever afterwards */
+	cr_assert_eq(th_ws_subscribe(c, "s"), 0);
+	redis_publish("herald:stream:s", "after", 5);
+	expect_push(c, "s", 1, "after", 5);
+	th_ws_free(c);
+}

@@ -29,7 +29,7 @@ Test(gw_streams, standalone_is_live_at_once)
 	cr_assert_eq(off, 2);
 	cr_assert_eq(m[0], 1);
 	cr_assert_eq(m[1], 0);
-	cr_assert(gw_streams_unsub(t, "a", 1, 0, 0));
+	cr_assert(gw_streams_unsub(t, "a", 1, 0, 0, NULL));
 	cr_assert_eq(gw_streams_count(t), 0);
 	cr_assert(!gw_streams_get(t, "a", 1, m, NULL));
 	gw_streams_free(t);
@@ -46,11 +46,11 @@ Test(gw_streams, masks_per_worker_and_format)
 	cr_assert(gw_streams_get(t, "s", 1, m, NULL));
 	cr_assert_eq(m[0], (1u << 3) | (1u << 5));
 	cr_assert_eq(m[1], 1u << 5);
-	cr_assert(!gw_streams_unsub(t, "s", 1, 5, 0));
-	cr_assert(!gw_streams_unsub(t, "s", 1, 3, 0));
+	cr_assert(!gw_streams_unsub(t, "s", 1, 5, 0, NULL));
+	cr_assert(!gw_streams_unsub(t, "s", 1, 3, 0, NULL));
 	cr_assert(gw_streams_get(t, "s", 1, m, NULL));
 	cr_assert_eq(m[0], 0);
-	cr_assert(gw_streams_unsub(t, "s", 1, 5, 1));
+	cr_assert(gw_streams_unsub(t, "s", 1, 5, 1, NULL));
 	gw_streams_free(t);
 }
 
@@ -90,7 +90,7 @@ Test(gw_streams, failed_ack_allows_a_retry)
 	cr_assert_eq(gw_streams_sub(t, "x", 1, 0, 0, false, waiter(2), &rec), GW_SUB_WAIT);
 	cr_assert(rec, "a failed interest is announced again");
 	cr_assert(gw_streams_wanted(t, "x", 1));
-	cr_assert(gw_streams_unsub(t, "x", 1, 0, 0)); /* frees the waiter */
+	cr_assert(gw_streams_unsub(t, "x", 1, 0, 0, NULL)); /* frees the waiter */
 	cr_assert(!gw_streams_wanted(t, "x", 1));
 	cr_assert_null(gw_streams_settle(t, "x", 1, true));
 	gw_streams_free(t);
@@ -105,7 +105,7 @@ static void *hammer(void *arg)
 	for (int i = 0; i < 20000; i++) {
 		int n = snprintf(name, sizeof(name), "s%d", i % 97);
 		gw_streams_sub(shared, name, (size_t)n, w, 0, true, NULL, &rec);
-		gw_streams_unsub(shared, name, (size_t)n, w, 0);
+		gw_streams_unsub(shared, name, (size_t)n, w, 0, NULL);
 	}
 	return NULL;
 }
