@@ -423,9 +423,12 @@ static bool js_key_eq(const struct jval *k, const char *lit)
 
 	if (!k->esc)
 		return raw == n && memcmp(k->s, lit, n) == 0;
-	uint8_t buf[64];
-	if (raw > sizeof(buf))
-		return false; /* 64 escaped bytes decode to at least 10 */
+	/* an escape takes at most 6 bytes per decoded byte: a key written in
+	 * more than 6 * n bytes decodes longer than lit */
+	uint8_t buf[6 * 16];
+	CM_ASSERT(n <= 16);
+	if (raw > 6 * n)
+		return false;
 	return js_unescape(k->s, k->e, buf) == n && memcmp(buf, lit, n) == 0;
 }
 
@@ -657,6 +660,72 @@ syntax:
 	return fail(errmsg, "malformed JSON", CM_ERR_MALFORMED);
 }
 
+/* A varint at *p (before end); false when truncated or over 10 bytes. */
+static bool pb_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+		uint8_t c = *(*p)++;
+		if (shift < 64)
+			*v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* Reads one field at *p: its number, and for a length-delimited one its
+ * bytes in *val (else *val = NULL). False at the end or when unreadable. */
+static bool pb_next_field(const uint8_t **p, const uint8_t *end, uint64_t *field,
+			  const uint8_t **val, size_t *len)
+{
+	uint64_t tag, v;
+
+	*val = NULL;
+	if (*p >= end || !pb_read_varint(p, end, &tag))
+		return false;
+	*field = tag >> 3;
+	switch (tag & 7) {
+	case 0:
+		return pb_read_varint(p, end, &v);
+	case 1:
+	case 5:
+		v = (tag & 7) == 1 ? 8 : 4;
+		break;
+	case 2:
+		if (!pb_read_varint(p, end, &v) || v > (uint64_t)(end - *p))
+			return false;
+		*val = *p;
+		*len = (size_t)v;
+		break;
+	default:
+		return false;
+	}
+	if (v > (uint64_t)(end - *p))
+		return false;
+	*p += v;
+	return true;
+}
+
+/* Whether a stream (field 1 of the Command's subscribe, unsubscribe or
+ * publish, fields 2..4) holds a NUL byte: protobuf-c hands strings over
+ * NUL-terminated, and "ab\0cd" would pass as the stream "ab". */
+static bool pb_stream_has_nul(const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n, *body, *s;
+	uint64_t f, sf;
+	size_t blen, slen;
+
+	while (pb_next_field(&p, end, &f, &body, &blen)) {
+		if (!body || f < 2 || f > 4)
+			continue;
+		for (const uint8_t *q = body; pb_next_field(&q, body + blen, &sf, &s, &slen);)
+			if (sf == 1 && s && memchr(s, 0, slen))
+				return true;
+	}
+	return false;
+}
+
 static int parse_pb(const uint8_t *p, size_t n, struct cm_cmd *cmd, const char **errmsg)
 {
 	Herald__Client__Command *c = herald__client__command__unpack(NULL, n, p);
@@ -688,7 +757,7 @@ static int parse_pb(const uint8_t *p, size_t n, struct cm_cmd *cmd, const char *
 		goto out;
 	}
 	size_t sl = stream ? strlen(stream) : 0;
-	if (!cm_stream_valid(stream, sl)) {
+	if (!cm_stream_valid(stream, sl) || pb_stream_has_nul(p, n)) {
 		cmd->kind = CM_CMD_NONE;
 		code = fail(errmsg, "invalid stream name", CM_ERR_BAD_STREAM);
 		goto out;

@@ -337,6 +337,23 @@ Test(cm_client, escaped_keys_and_stream_are_decoded)
 	cm_cmd_release(&cmd);
 }
 
+/* Every character of a key may be escaped: "unsubscribe" spelled with 11
+ * \u escapes (66 bytes) is still "unsubscribe". */
+Test(cm_client, keys_escaped_in_full_are_decoded)
+{
+	struct cm_cmd cmd;
+	const char *msg;
+	char text[256], key[80] = "";
+
+	for (const char *c = "unsubscribe"; *c; c++)
+		snprintf(key + strlen(key), sizeof(key) - strlen(key), "\\u%04x", *c);
+	snprintf(text, sizeof(text), "{\"id\":7,\"%s\":{\"stream\":\"clan:7\"}}", key);
+	cr_assert_eq(parse_json(text, &cmd, &msg), 0, "%s: %s", text, msg);
+	cr_expect_eq(cmd.id, 7);
+	cr_expect_eq(cmd.kind, CM_CMD_UNSUBSCRIBE);
+	cm_cmd_release(&cmd);
+}
+
 /* ------------------------------------------------------------- ids */
 
 Test(cm_client, accepts_id_boundaries)
@@ -646,6 +663,25 @@ Test(cm_client, protobuf_errors)
 	n = pb_command(&c, buf);
 	cr_expect_eq(parse_pb(buf, n, &cmd, &msg), 400);
 	cr_expect_eq(cmd.id, 0);
+	cm_cmd_release(&cmd);
+}
+
+/* protobuf strings may hold NUL bytes: "ab\0cd" is not the stream "ab" */
+Test(cm_client, protobuf_stream_with_a_nul_is_422)
+{
+	static const uint8_t sub[] = { 0x08, 0x05, 0x12, 0x07, 0x0a, 0x05, 'a', 'b', 0, 'c', 'd' };
+	static const uint8_t pub[] = { 0x08, 0x06, 0x22, 0x0a, 0x0a, 0x05, 'a', 'b', 0, 'c', 'd',
+				       0x12, 0x01, 'x' };
+	struct cm_cmd cmd;
+	const char *msg;
+
+	cr_expect_eq(parse_pb(sub, sizeof(sub), &cmd, &msg), 422);
+	cr_expect_eq(cmd.id, 5);
+	cr_expect_eq(cmd.kind, CM_CMD_NONE);
+	cm_cmd_release(&cmd);
+	cr_expect_eq(parse_pb(pub, sizeof(pub), &cmd, &msg), 422);
+	cr_expect_eq(cmd.id, 6);
+	cr_expect_eq(cmd.kind, CM_CMD_NONE);
 	cm_cmd_release(&cmd);
 }
 
