@@ -7,6 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest router -> gateway frame a gateway reads: the router never
+ * writes a larger one, so its --max-payload stays well below. */
+#define CM_CLUSTER_FRAME_MAX (8u << 20)
+/* The largest payload the router can be told to relay (--max-payload). */
+#define CM_CLUSTER_PAYLOAD_MAX (4u << 20)
+
 /* Bytes a varint of v takes (1..10). */
 static inline size_t cm_pb_varint_len(uint64_t v)
 {

@@ -9,6 +9,7 @@
 
 #include "cm_log.h"
 #include "cm_loop.h"
+#include "cm_pb.h"
 #include "cm_redis.h"
 #include "proto/cluster.pb-c.h"
 
@@ -25,7 +26,7 @@
 #define GW_ACK_RESEND_MS 1000
 #define GW_ACK_GIVEUP_MS 5000
 /* Router frames are at most ~256 KiB of batch plus one payload (<= 1 MiB). */
-#define GW_MAX_FRAME (8u << 20)
+#define GW_MAX_FRAME CM_CLUSTER_FRAME_MAX
 /* Bytes queued for Redis beyond which events are dropped. */
 #define GW_MAX_BACKLOG (64u << 20)
 /* One resync answer chunk: this many names or bytes, whichever comes first. */

@@ -2,6 +2,7 @@
 #include "cm_flags.h"
 #include "rt_admin.h"
 #include "rt_router.h"
+#include "cm_pb.h"
 
 #include "cm_admin.h"
 #include "cm_alloc.h"
@@ -27,7 +28,8 @@ static const char usage[] =
 	"                           live page at / (default 127.0.0.1:9100)\n"
 	"  --gateway-timeout D      a gateway that stops heartbeating (every 500ms)\n"
 	"                           is dropped within D (default 5s)\n"
-	"  --max-payload N          largest relayed payload (default 1MiB; k, M units)\n"
+	"  --max-payload N          largest relayed payload (default 1MiB, at most 4MiB;\n"
+	"                           k, M units)\n"
 	"  --log-level L            debug, info, warn or error (default info)\n"
 	"  --help                   this text\n"
 	"Durations: 500ms, 5s, 5 (seconds), 1m.\n";
@@ -109,8 +111,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case O_MAXP: {
 			uint32_t n;
-			if (cm_parse_size(v, &n) || n == 0 || n > (64u << 20))
-				return fail("--max-payload: bad size '%s'", v);
+			if (cm_parse_size(v, &n) || n == 0 || n > CM_CLUSTER_PAYLOAD_MAX)
+				return fail("--max-payload: bad size '%s' (1 byte to 4MiB)", v);
 			o->max_payload = n;
 			break;
 		}

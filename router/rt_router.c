@@ -1,4 +1,5 @@
 #include "rt_router.h"
+#include "cm_pb.h"
 
 #include "cm_buf.h"
 #include "cm_log.h"
@@ -14,7 +15,11 @@
 #include <unistd.h>
 
 /* A gateway's frame is sent early once its batch reaches this size. */
+/* A frame is flushed once it holds this much: with one delivery of at most
+ * CM_CLUSTER_PAYLOAD_MAX added, it stays under what a gateway reads. */
 #define RT_BATCH_BYTES (256u << 10)
+_Static_assert(RT_BATCH_BYTES + CM_CLUSTER_PAYLOAD_MAX + (64u << 10) < CM_CLUSTER_FRAME_MAX,
+	       "a frame of deliveries must fit a gateway's read");
 /* Fields per HSET/HDEL command when many are written at once. */
 #define RT_FIELDS_PER_CMD 1000
 /* A gateway still owing a resync answer is asked again after this. */
@@ -786,6 +791,8 @@ struct rt_router *rt_router_new(struct cm_loop *loop, const struct rt_opts *opts
 		r->o.gateway_timeout_ms = 5000;
 	if (!r->o.max_payload)
 		r->o.max_payload = 1u << 20;
+	if (r->o.max_payload > CM_CLUSTER_PAYLOAD_MAX)
+		r->o.max_payload = CM_CLUSTER_PAYLOAD_MAX;
 	if (!r->o.offset_idle_ms)
 		r->o.offset_idle_ms = 60000;
 	r->prefix = cm_xstrndup(opts->prefix, strlen(opts->prefix));

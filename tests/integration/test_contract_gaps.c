@@ -96,6 +96,35 @@ Test(contract_gaps, backend_payload_of_1_MiB_reaches_every_format_unchanged)
 	free(bin);
 }
 
+/* The router relays at most --max-payload, and accepts no setting above what
+ * a gateway reads in one frame: 4 MiB arrives whole, more is refused at
+ * start (before, 8 MiB was accepted and every such message was lost with
+ * the whole frame carrying it). */
+Test(contract_gaps, the_largest_max_payload_is_delivered_and_more_is_refused)
+{
+	const size_t n = 4u << 20;
+	uint8_t *text = malloc(n);
+	static const char *const extra[] = { "--max-payload", "4M", NULL };
+	char *over[] = { (char *)th_bin("herald-router"), "--max-payload", "5M", NULL };
+	struct th_ws *js;
+
+	cr_assert_eq(th_run("over", over, 5000), 2, "--max-payload 5M was accepted");
+	cr_assert(text);
+	for (size_t i = 0; i < n; i++)
+		text[i] = (uint8_t)('a' + i % 26);
+	redis = th_redis_start();
+	th_router_start(&router, redis->port, extra);
+	th_gw_start(&gw, &(struct th_gw_opts){ .redis_port = redis->port, .id = "big-4" });
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000));
+	js = th_ws_open(gw.port, "/ws?user=j&streams=big");
+	cr_assert_eq(th_ws_subscribe(js, "big.sync"), 0);
+	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", text, n), 1);
+	expect_push(js, "big", 1, text, n);
+	cr_assert_eq(th_ws_subscribe(js, "after"), 0);
+	th_ws_free(js);
+	free(text);
+}
+
 /* Error code 413 "too large": a connection holding --max-subscriptions
  * streams gets 413 for one more; a stream it holds is still ok, and once it
  * lets one go the refused stream can be subscribed (and delivers). */
