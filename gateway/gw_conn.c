@@ -417,7 +417,8 @@ static void upgrade(struct gw_worker *w, struct gw_conn *c, const struct cm_http
 	}
 	streams = cm_xmalloc(CM_HTTP_MAX_HEAD);
 	r = cm_http_query_get(req->query, "streams", streams, CM_HTTP_MAX_HEAD);
-	if (r == -2) {
+	/* a decoded NUL (%00) would end the list early: refused, not cut */
+	if (r == -2 || (r > 0 && memchr(streams, 0, (size_t)r))) {
 		free(streams);
 		http_refuse(w, c, 400, "bad streams");
 		return;

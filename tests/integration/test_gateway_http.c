@@ -81,6 +81,10 @@ Test(gateway_http, refuses_malformed_requests_with_400)
 	cr_assert(st == 400 || st == 426, "plain GET /ws answered %d", st);
 	/* invalid stream name at connect */
 	cr_assert_eq(upgrade_status(&gw, "/ws?user=a&streams=ok,bad%20name"), 400);
+	/* a NUL in the list is refused, not taken as its end */
+	cr_assert_eq(upgrade_status(&gw, "/ws?user=a&streams=ok%00,bad%20name"), 400);
+	cr_assert_eq(upgrade_status(&gw, "/ws?user=a&streams=ok%00x"), 400);
+	cr_assert_eq(upgrade_status(&gw, "/ws?user=a%00b"), 400);
 	/* a reserved stream at connect: refused (400 or 403), never upgraded */
 	st = upgrade_status(&gw, "/ws?user=a&streams=user:b");
 	cr_assert(st == 400 || st == 403, "streams=user:b answered %d", st);
