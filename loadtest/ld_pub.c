@@ -195,7 +195,9 @@ int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double
 		if (n > o->pipeline)
 			n = o->pipeline;
 		{
-			double behind = (el - (double)sent / rate) * 1000;
+			/* the batch's oldest message, number sent + 1, was due
+			 * at (sent + 1) / rate */
+			double behind = (el - (double)(sent + 1) / rate) * 1000;
 			if (behind > res->max_behind_ms)
 				res->max_behind_ms = behind;
 		}

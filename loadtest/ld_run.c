@@ -20,7 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LD_TIMELINE_MAX 7200
+/* the timeline's points at most (a day at 1 s, 3.3 h at 100 ms) */
+#define LD_TIMELINE_MAX 120000
 
 static volatile int stop_flag;   /* SIGINT/SIGTERM: finish early, report */
 
@@ -50,7 +51,7 @@ struct ld_parent {
 	uint64_t line_recv, line_opened, tl_recv;
 	struct ld_hist *line_lat, *tl_lat, *tmp_lat, *diff_lat;
 	struct ld_tl_point *tl;
-	unsigned ntl;
+	unsigned ntl, tl_cap;
 	uint64_t peak_open;
 	const char *phase_name;
 	double cur_rate;
@@ -210,7 +211,7 @@ static void progress(void *arg)
 		double p99 = window_p99(P, P->tl_lat);
 
 		P->last_tl_ns = now;
-		if (P->ntl < LD_TIMELINE_MAX) {
+		if (P->ntl < P->tl_cap) {
 			struct ld_tl_point *pt = &P->tl[P->ntl++];
 			pt->t = secs(P);
 			pt->open = s.open_now;
@@ -381,6 +382,14 @@ static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, str
 			 (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
 }
 
+/* Deliveries per second of a step: those of the clients counted for the
+ * whole step, or, when there were none (churn), of every client. */
+static double step_deliveries_per_s(const struct ld_step_out *so)
+{
+	return so->seconds > 0 ?
+		(double)(so->clients ? so->received : so->all_received) / so->seconds : 0;
+}
+
 static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
 {
 	cJSON *j = cJSON_CreateObject();
@@ -403,8 +412,7 @@ static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
 	cJSON_AddNumberToObject(j, "gaps", (double)so->gaps);
 	cJSON_AddNumberToObject(j, "late", (double)so->late);
 	cJSON_AddNumberToObject(j, "misrouted", (double)so->misrouted);
-	cJSON_AddNumberToObject(j, "deliveries_per_s", so->seconds > 0 ?
-				(double)(so->clients ? so->received : so->all_received) / so->seconds : 0);
+	cJSON_AddNumberToObject(j, "deliveries_per_s", step_deliveries_per_s(so));
 	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
 	cJSON_AddBoolToObject(j, "rate_reached", so->reached);
 	cJSON_AddBoolToObject(j, "ok", so->ok);
@@ -479,7 +487,6 @@ int ld_run(const struct ld_opts *o)
 	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
 	ld_hist_init(P->line_lat);
 	ld_hist_init(P->tl_lat);
-	P->tl = cm_xcalloc(LD_TIMELINE_MAX, sizeof(*P->tl));
 	P->pids = cm_xcalloc(o->workers, sizeof(*P->pids));
 	P->alive = cm_xcalloc(o->workers, sizeof(*P->alive));
 
@@ -489,6 +496,11 @@ int ld_run(const struct ld_opts *o)
 			total += o->nrates * (o->duration + o->drain + 15);
 		P->sh.ctl->settle_ns = (uint64_t)(o->settle * 1e9);
 		P->sh.ctl->hard_deadline_ns = ld_now_ns() + (uint64_t)(total * 1e9);
+		/* room for a point every --timeline-ms until the hard deadline */
+		P->tl_cap = (unsigned)(total * 1000 / o->timeline_ms) + 16;
+		if (P->tl_cap > LD_TIMELINE_MAX)
+			P->tl_cap = LD_TIMELINE_MAX;
+		P->tl = cm_xcalloc(P->tl_cap, sizeof(*P->tl));
 	}
 
 	P->t0 = ld_now_ns();
@@ -748,8 +760,7 @@ int ld_run(const struct ld_opts *o)
 			step_collect(P, best, &so[best], lat);
 			cJSON_AddNumberToObject(j, "rate", so[best].rate);
 			cJSON_AddNumberToObject(j, "publish_rate", so[best].publish_rate);
-			cJSON_AddNumberToObject(j, "deliveries_per_s",
-						so[best].seconds > 0 ? (double)so[best].received / so[best].seconds : 0);
+			cJSON_AddNumberToObject(j, "deliveries_per_s", step_deliveries_per_s(&so[best]));
 			cJSON_AddNumberToObject(j, "p99_ms", (double)ld_hist_quantile(lat, 0.99) / 1000);
 		} else {
 			cJSON_AddNullToObject(root, "best_ok_step");
