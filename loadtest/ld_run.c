@@ -337,7 +337,7 @@ static cJSON *hist_json(const struct ld_hist *h, double div)
 struct ld_step_out {
 	double rate, seconds, publish_rate;
 	uint64_t published, receivers;
-	uint64_t clients, expected, received, all_received, dups, gaps, late, misrouted;
+	uint64_t clients, expected, received, all_received, dups, gaps, late, misrouted, dropped;
 	double max_behind_ms;
 	double load_cpu_pct;       /* herald-load's own CPU during the step, % of one core */
 	bool reached;              /* the publisher kept up with the rate (97%) */
@@ -348,10 +348,11 @@ static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, str
 {
 	ld_hist_init(lat);
 	so->clients = so->expected = so->received = so->dups = so->gaps = so->late = so->misrouted = 0;
-	so->all_received = 0;
+	so->all_received = so->dropped = 0;
 	for (unsigned i = 0; i < P->o->workers; i++) {
 		const struct ld_step *s = &P->sh.w[i].steps[k];
 		so->clients += s->clients;
+		so->dropped += s->dropped;
 		so->expected += s->expected;
 		so->received += s->received;
 		so->all_received += s->all_received;
@@ -378,7 +379,7 @@ static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, str
 			 so->reached && (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
 	else
 		so->ok = so->expected > 0 && so->received >= so->expected && !so->dups &&
-			 !so->misrouted && so->reached &&
+			 !so->misrouted && !so->dropped && so->reached &&
 			 (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
 }
 
@@ -412,6 +413,7 @@ static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
 	cJSON_AddNumberToObject(j, "gaps", (double)so->gaps);
 	cJSON_AddNumberToObject(j, "late", (double)so->late);
 	cJSON_AddNumberToObject(j, "misrouted", (double)so->misrouted);
+	cJSON_AddNumberToObject(j, "dropped_clients", (double)so->dropped);
 	cJSON_AddNumberToObject(j, "deliveries_per_s", step_deliveries_per_s(so));
 	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
 	cJSON_AddBoolToObject(j, "rate_reached", so->reached);

@@ -57,6 +57,7 @@ struct ld_step {
 	uint64_t gaps;             /* seq jumps seen (each jump counts its missing messages) */
 	uint64_t late;             /* arrived after the step was counted */
 	uint64_t misrouted;        /* a payload of another stream */
+	uint64_t dropped;          /* eligible clients that ended before the count */
 	struct ld_hist lat;        /* publish -> receive, microseconds */
 };
 

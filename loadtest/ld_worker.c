@@ -168,6 +168,21 @@ static void conn_release_if_done(struct ld_worker *w, struct ld_conn *c)
 	c->gen++;
 }
 
+/* A client that would have been counted for the step in progress (open
+ * and settled before it started, reading) ends before the count: the step
+ * lost it, whatever it received. Churn ends clients on purpose. */
+static void note_dropped(struct ld_worker *w, const struct ld_conn *c)
+{
+	int k = w->snap_done + 1;
+	uint64_t start;
+
+	if (c->slow || w->o->scenario == LD_SC_CHURN || k < 0 || k >= LD_MAX_STEPS)
+		return;
+	start = __atomic_load_n(&w->ctl->step_start_ns[k], __ATOMIC_ACQUIRE);
+	if (start && c->open_ns + w->ctl->settle_ns <= start)
+		w->st->steps[k].dropped++;
+}
+
 /* Ends a connection: err is the ld_err it counts as, or -1 for none. */
 static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 {
@@ -176,6 +191,7 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 	if (c->state == LD_C_DEAD || c->state == LD_C_IDLE)
 		return;
 	if (c->state == LD_C_OPEN) {
+		note_dropped(w, c);
 		st->open_now--;
 		st->closed++;
 	} else {

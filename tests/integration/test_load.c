@@ -3,6 +3,7 @@
  * must fail with the documented exit codes. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,7 @@ static void fanout_exact(const char *extra)
 		cr_assert_eq(num(s, "lost"), 0);
 		cr_assert_eq(num(s, "duplicates"), 0);
 		cr_assert_eq(num(s, "misrouted"), 0);
+		cr_assert_eq(num(s, "dropped_clients"), 0);
 		/* every PUBLISH answered, each reaching the router's subscription */
 		cr_assert_eq(num(s, "redis_receivers"), published, "step %d: %g receivers", i,
 			     num(s, "redis_receivers"));
@@ -228,6 +230,37 @@ Test(load, churn_best_ok_step_reports_the_steps_deliveries)
 		     num(s, "deliveries_per_s"));
 	cJSON_Delete(j);
 	cluster_down(&lc);
+}
+
+/* A client lost during a step (here: its gateway killed in the middle of
+ * it) fails the step even though the clients left received everything:
+ * the step reports it as dropped_clients. */
+Test(load, clients_lost_during_a_step_fail_it)
+{
+	struct load_cluster lc;
+	char out[512], ready[512];
+	struct stat sb;
+
+	cluster_up(&lc);
+	snprintf(out, sizeof(out), "%s/dropped.json", th_tmpdir());
+	snprintf(ready, sizeof(ready), "%s/dropped.ready", th_tmpdir());
+	char *argv[] = { (char *)th_bin("herald-load"), "--scenario", "fanout", "--target",
+			 lc.targets, "--redis", lc.rport, "--clients", "100", "--streams", "4",
+			 "--workers", "1", "--rate-msgs", "20", "--duration", "4", "--drain",
+			 "0.5", "--settle", "0.3", "--ready-file", ready, "--out", out, "--quiet",
+			 NULL };
+	struct th_proc *p = th_spawn("dropped", argv, NULL);
+	cr_assert(TH_WAIT(stat(ready, &sb) == 0, 20000), "the ramp did not finish");
+	th_sleep_ms(1500); /* into the step */
+	th_kill9(lc.gw[1].proc);
+	cr_assert_eq(th_wait_exit(p, 60000), 0, "herald-load failed (see its log)");
+	cJSON *j = read_json(out);
+	const cJSON *s = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "steps"), 0);
+	cr_assert(num(s, "dropped_clients") > 0, "no client counted as dropped");
+	cr_assert_not(yes(s, "ok"), "a step that lost %g clients passed",
+		      num(s, "dropped_clients"));
+	cJSON_Delete(j);
+	cr_assert_eq(th_gw_stop(&lc.gw[0], 15000), 0);
 }
 
 Test(load, fanout_counts_every_delivery_exactly)
