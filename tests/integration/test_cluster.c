@@ -33,35 +33,6 @@ static void cluster_start(void)
 		  "the router sees %d gateways", NGW);
 }
 
-/* Reads the next push on ws and checks stream, offset and exact bytes. */
-static void expect_push(struct th_ws *ws, const char *stream, uint64_t offset,
-			const void *data, size_t len)
-{
-	struct cm_smsg m;
-	int rc = th_ws_next_push(ws, &m, 5000);
-	cr_assert_eq(rc, 1, "no push (rc %d) for %s #%llu", rc, stream,
-		     (unsigned long long)offset);
-	cr_assert_str_eq(m.stream, stream);
-	cr_assert_eq(m.offset, offset, "%s: offset %llu, want %llu", stream,
-		     (unsigned long long)m.offset, (unsigned long long)offset);
-	cr_assert_eq(m.data_len, len, "%s #%llu: %zu bytes, want %zu", stream,
-		     (unsigned long long)offset, m.data_len, len);
-	cr_assert(!len || !memcmp(m.data, data, len), "%s #%llu: payload differs", stream,
-		  (unsigned long long)offset);
-	cm_smsg_release(&m);
-}
-
-/* No push arrives within ms. */
-static void expect_quiet(struct th_ws *ws, int ms)
-{
-	struct cm_smsg m;
-	int rc = th_ws_next_push(ws, &m, ms);
-	if (rc == 1) {
-		cr_assert_fail("unexpected push on %s #%llu", m.stream, (unsigned long long)m.offset);
-		cm_smsg_release(&m);
-	}
-}
-
 static long long redis_publish(const char *chan, const void *p, size_t n)
 {
 	return th_redis_publish(redis->port, chan, p, n);
@@ -93,15 +64,15 @@ Test(cluster, publishes_reach_every_gateway_with_exact_bytes_and_contiguous_offs
 	for (int i = 0; i < NGW; i++)
 		for (int k = 0; k < 2; k++) {
 			struct th_ws *ws = cl[i][k];
-			expect_push(ws, "clan:7", 1, "hello", 5);
-			expect_push(ws, "clan:7", 2, binary, sizeof(binary));
-			expect_push(ws, "clan:7", 3, nul_text, sizeof(nul_text) - 1);
+			th_ws_expect_push(ws, "clan:7", 1, "hello", 5);
+			th_ws_expect_push(ws, "clan:7", 2, binary, sizeof(binary));
+			th_ws_expect_push(ws, "clan:7", 3, nul_text, sizeof(nul_text) - 1);
 			for (int n = 4; n <= 40; n++) {
 				int len = snprintf(buf, sizeof(buf), "message %d", n);
-				expect_push(ws, "clan:7", (uint64_t)n, buf, (size_t)len);
+				th_ws_expect_push(ws, "clan:7", (uint64_t)n, buf, (size_t)len);
 			}
 		}
-	expect_quiet(cl[0][0], 200);
+	th_ws_expect_no_push(cl[0][0], 200);
 	/* every writer to Redis has replies off, and Redis honours it */
 	cr_assert_eq(th_router_metric(&router, "herald_router_redis_dropped_reply_bytes_total", NULL), 0);
 	for (int i = 0; i < NGW; i++)
@@ -129,24 +100,24 @@ Test(cluster, users_everyone_and_inband_publish)
 	redis_publish("herald:user:alice", "dm \x01\x00\xff", 7);
 	redis_publish("herald:user:alice", "second", 6);
 	redis_publish("herald:user:bob", "for bob", 7);
-	expect_push(alice1, "user:alice", 1, "dm \x01\x00\xff", 7);
-	expect_push(alice1, "user:alice", 2, "second", 6);
-	expect_push(alice2, "user:alice", 1, "dm \x01\x00\xff", 7);
-	expect_push(alice2, "user:alice", 2, "second", 6);
-	expect_push(bob, "user:bob", 1, "for bob", 7);
+	th_ws_expect_push(alice1, "user:alice", 1, "dm \x01\x00\xff", 7);
+	th_ws_expect_push(alice1, "user:alice", 2, "second", 6);
+	th_ws_expect_push(alice2, "user:alice", 1, "dm \x01\x00\xff", 7);
+	th_ws_expect_push(alice2, "user:alice", 2, "second", 6);
+	th_ws_expect_push(bob, "user:bob", 1, "for bob", 7);
 
 	redis_publish("herald:all", "to everyone", 11);
-	expect_push(alice1, "*", 0, "to everyone", 11);
-	expect_push(alice2, "*", 0, "to everyone", 11);
-	expect_push(bob, "*", 0, "to everyone", 11);
+	th_ws_expect_push(alice1, "*", 0, "to everyone", 11);
+	th_ws_expect_push(alice2, "*", 0, "to everyone", 11);
+	th_ws_expect_push(bob, "*", 0, "to everyone", 11);
 	for (int i = 0; i < NGW; i++)
-		expect_push(sub[i], "*", 0, "to everyone", 11);
+		th_ws_expect_push(sub[i], "*", 0, "to everyone", 11);
 
 	/* a client's publish on gateway 1 reaches the subscribers of all */
 	cr_assert_eq(th_ws_publish(bob, "room", "in-band \xe2\x82\xac", 11), 0);
 	for (int i = 0; i < NGW; i++)
-		expect_push(sub[i], "room", 1, "in-band \xe2\x82\xac", 11);
-	expect_quiet(bob, 200);
+		th_ws_expect_push(sub[i], "room", 1, "in-band \xe2\x82\xac", 11);
+	th_ws_expect_no_push(bob, 200);
 	th_ws_free(alice1);
 	th_ws_free(alice2);
 	th_ws_free(bob);
@@ -274,7 +245,7 @@ static void check_recovery(struct th_ws **c, uint64_t last_before, const char *w
 	for (int i = 0; i < NGW; i++) {
 		cr_assert(off > last[i]);
 		if (i)
-			expect_push(c[i], "s", off, "next", 4);
+			th_ws_expect_push(c[i], "s", off, "next", 4);
 	}
 	for (int i = 0; i < NGW; i++)
 		cr_assert_not(c[i]->eof || c[i]->got_close, "%s: client %d was disconnected", what, i);
@@ -293,7 +264,7 @@ Test(cluster, router_restart_keeps_clients_and_offsets)
 		redis_publish("herald:stream:s", "before", 6);
 	for (int i = 0; i < NGW; i++)
 		for (int n = 1; n <= 5; n++)
-			expect_push(c[i], "s", (uint64_t)n, "before", 6);
+			th_ws_expect_push(c[i], "s", (uint64_t)n, "before", 6);
 	th_kill9(router.proc);
 	th_restart(router.proc);
 	cr_assert(th_wait_http_200(router.admin_port, "/api/gateways", 5000) == 0);
@@ -314,7 +285,7 @@ Test(cluster, redis_restart_keeps_clients)
 	}
 	redis_publish("herald:stream:s", "before", 6);
 	for (int i = 0; i < NGW; i++)
-		expect_push(c[i], "s", 1, "before", 6);
+		th_ws_expect_push(c[i], "s", 1, "before", 6);
 	th_kill9(redis);
 	th_sleep_ms(300); /* Redis away for a while (not an assertion) */
 	th_restart(redis);
@@ -340,7 +311,7 @@ Test(cluster, malformed_frames_are_counted_and_dropped)
 	cr_assert(TH_WAIT(th_gw_metric(&gws[0], "herald_gateway_cluster_frames_bad_total", NULL) == 2,
 			  3000));
 	redis_publish("herald:stream:s", "still fine", 10);
-	expect_push(c, "s", 1, "still fine", 10);
+	th_ws_expect_push(c, "s", 1, "still fine", 10);
 	cr_assert(th_alive(router.proc) && th_alive(gws[0].proc));
 	th_ws_free(c);
 }
@@ -377,6 +348,6 @@ Test(cluster, a_subscribe_cancelled_while_pending_is_still_answered)
 	/* and the stream works as ever afterwards */
 	cr_assert_eq(th_ws_subscribe(c, "s"), 0);
 	redis_publish("herald:stream:s", "after", 5);
-	expect_push(c, "s", 1, "after", 5);
+	th_ws_expect_push(c, "s", 1, "after", 5);
 	th_ws_free(c);
 }

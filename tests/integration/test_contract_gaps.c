@@ -31,33 +31,6 @@ static void cluster_start(const char *id)
 		  "the router does not see the gateway");
 }
 
-/* Reads the next push and checks stream, offset and the exact bytes. */
-static void expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
-			size_t len)
-{
-	struct cm_smsg m;
-	int r = th_ws_next_push(ws, &m, 5000);
-	cr_assert_eq(r, 1, "no push (%d) for %s #%llu (close code %u)", r, stream,
-		     (unsigned long long)offset, ws->got_close ? ws->close_code : 0);
-	cr_assert_str_eq(m.stream, stream);
-	cr_assert_eq(m.offset, offset, "%s: offset %llu, want %llu", stream,
-		     (unsigned long long)m.offset, (unsigned long long)offset);
-	cr_assert_eq(m.data_len, len, "%s #%llu: %zu bytes, want %zu", stream,
-		     (unsigned long long)offset, m.data_len, len);
-	cr_assert(!len || !memcmp(m.data, data, len), "%s #%llu: payload differs", stream,
-		  (unsigned long long)offset);
-	cm_smsg_release(&m);
-}
-
-static void expect_no_push(struct th_ws *ws, int ms)
-{
-	struct cm_smsg m;
-	if (th_ws_next_push(ws, &m, ms) == 1) {
-		cr_assert_fail("unexpected push on %s #%llu", m.stream,
-			       (unsigned long long)m.offset);
-	}
-}
-
 /* "Payloads are opaque bytes, delivered unchanged (up to 1 MiB by default)":
  * with every flag at its default, a 1 MiB payload published on Redis reaches
  * a JSON and a protobuf subscriber, as text and as bytes that are not UTF-8
@@ -81,11 +54,11 @@ Test(contract_gaps, backend_payload_of_1_MiB_reaches_every_format_unchanged)
 	cr_assert_eq(th_ws_subscribe(pb, "big.sync"), 0);
 
 	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", text, n), 1);
-	expect_push(js, "big", 1, text, n);
-	expect_push(pb, "big", 1, text, n);
+	th_ws_expect_push(js, "big", 1, text, n);
+	th_ws_expect_push(pb, "big", 1, text, n);
 	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", bin, n), 1);
-	expect_push(js, "big", 2, bin, n);
-	expect_push(pb, "big", 2, bin, n);
+	th_ws_expect_push(js, "big", 2, bin, n);
+	th_ws_expect_push(pb, "big", 2, bin, n);
 	/* both still connected and nobody was counted as a slow consumer */
 	cr_assert_eq(th_ws_subscribe(js, "after"), 0);
 	cr_assert_eq(th_ws_subscribe(pb, "after"), 0);
@@ -119,7 +92,7 @@ Test(contract_gaps, the_largest_max_payload_is_delivered_and_more_is_refused)
 	js = th_ws_open(gw.port, "/ws?user=j&streams=big");
 	cr_assert_eq(th_ws_subscribe(js, "big.sync"), 0);
 	cr_assert_eq(th_redis_publish(redis->port, "herald:stream:big", text, n), 1);
-	expect_push(js, "big", 1, text, n);
+	th_ws_expect_push(js, "big", 1, text, n);
 	cr_assert_eq(th_ws_subscribe(js, "after"), 0);
 	th_ws_free(js);
 	free(text);
@@ -146,7 +119,7 @@ Test(contract_gaps, subscribing_past_max_subscriptions_answers_413)
 	cr_assert_eq(th_ws_subscribe(ws, "s.2"), 0, "a stream already held is ok at the limit");
 	/* the refused subscription is not live */
 	cr_assert_eq(th_ws_publish(pub, "s.4", "lost", 4), 0);
-	expect_no_push(ws, 200);
+	th_ws_expect_no_push(ws, 200);
 	cr_assert_eq(th_ws_unsubscribe(ws, "s.1"), 0);
 	cr_assert_eq(th_ws_subscribe(ws, "s.4"), 0, "room again after an unsubscribe");
 	cr_assert_eq(th_ws_publish(pub, "s.4", "kept", 4), 0);
@@ -217,7 +190,7 @@ Test(contract_gaps, anonymous_connections_are_distinct_anon_users_with_direct_me
 			  m.stream);
 		cr_assert_eq(m.offset, 1);
 		cm_smsg_release(&m);
-		expect_no_push(a[i], 200);
+		th_ws_expect_no_push(a[i], 200);
 	}
 	cr_assert_neq(got[0], got[1], "two anonymous connections share anon-%llu", got[0]);
 	cr_assert_eq(got[2], first[1], "gw2's first anonymous client is anon-%llu", got[2]);

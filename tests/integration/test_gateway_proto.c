@@ -28,32 +28,6 @@ static void stop(void)
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0, "gateway did not exit cleanly");
 }
 
-/* Reads the next push and checks stream, offset and payload bytes. */
-static void expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
-			size_t len)
-{
-	struct cm_smsg m;
-	int r = th_ws_next_push(ws, &m, 5000);
-	cr_assert_eq(r, 1, "no push (%d) for %s offset %llu", r, stream, (unsigned long long)offset);
-	cr_assert_str_eq(m.stream, stream);
-	cr_assert_eq(m.offset, offset, "offset %llu, want %llu", (unsigned long long)m.offset,
-		     (unsigned long long)offset);
-	cr_assert_eq(m.data_len, len, "payload length %zu, want %zu", m.data_len, len);
-	cr_assert(len == 0 || memcmp(m.data, data, len) == 0, "payload bytes differ");
-	cm_smsg_release(&m);
-}
-
-/* No push arrives within ms (used after the last expected push). */
-static void expect_no_push(struct th_ws *ws, int ms)
-{
-	struct cm_smsg m;
-	int r = th_ws_next_push(ws, &m, ms);
-	if (r == 1) {
-		cr_assert_fail("unexpected push on %s offset %llu", m.stream,
-			       (unsigned long long)m.offset);
-	}
-}
-
 Test(gateway_proto, json_subscribe_publish_push_with_offsets)
 {
 	start(NULL, NULL, NULL, NULL);
@@ -70,9 +44,9 @@ Test(gateway_proto, json_subscribe_publish_push_with_offsets)
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(th_ws_publish(pub, "clan:7", p[i], pl[i]), 0);
 	for (int i = 0; i < 3; i++)
-		expect_push(sub, "clan:7", (uint64_t)i + 1, p[i], pl[i]);
+		th_ws_expect_push(sub, "clan:7", (uint64_t)i + 1, p[i], pl[i]);
 	/* the publisher is not subscribed: nothing for it */
-	expect_no_push(pub, 200);
+	th_ws_expect_no_push(pub, 200);
 
 	/* NUL stays a JSON string: check the raw frame independently with cJSON */
 	const char nul[] = { 'a', 0, 'b' };
@@ -97,17 +71,17 @@ Test(gateway_proto, json_subscribe_publish_push_with_offsets)
 	cr_assert_eq(th_ws_unsubscribe(sub, "clan:7"), 0);
 	cr_assert_eq(th_ws_unsubscribe(sub, "never-held"), 0);
 	cr_assert_eq(th_ws_publish(pub, "clan:7", "x", 1), 0);
-	expect_no_push(sub, 300);
+	th_ws_expect_no_push(sub, 300);
 	/* and again after re-subscribing: offsets continue */
 	cr_assert_eq(th_ws_subscribe(sub, "clan:7"), 0);
 	cr_assert_eq(th_ws_publish(pub, "clan:7", "y", 1), 0);
-	expect_push(sub, "clan:7", 6, "y", 1);
+	th_ws_expect_push(sub, "clan:7", 6, "y", 1);
 	for (int i = 0; i < 3; i++)
-		expect_push(watch, "clan:7", (uint64_t)i + 1, p[i], pl[i]);
-	expect_push(watch, "clan:7", 4, nul, 3);
-	expect_push(watch, "clan:7", 5, "x", 1);
-	expect_push(watch, "clan:7", 6, "y", 1);
-	expect_no_push(watch, 100);
+		th_ws_expect_push(watch, "clan:7", (uint64_t)i + 1, p[i], pl[i]);
+	th_ws_expect_push(watch, "clan:7", 4, nul, 3);
+	th_ws_expect_push(watch, "clan:7", 5, "x", 1);
+	th_ws_expect_push(watch, "clan:7", 6, "y", 1);
+	th_ws_expect_no_push(watch, 100);
 	th_ws_free(watch);
 	th_ws_free(sub);
 	th_ws_free(pub);
@@ -130,11 +104,11 @@ Test(gateway_proto, protobuf_subscribe_publish_push_and_cross_format)
 	cr_assert_eq(th_ws_publish(pub, "bin.s", "one", 3), 0);
 	cr_assert_eq(th_ws_publish(pub, "bin.s", b, sizeof(b)), 0);
 	cr_assert_eq(th_ws_publish(pub, "bin.s", bad, sizeof(bad)), 0);
-	expect_push(sub, "bin.s", 1, "one", 3);
-	expect_push(sub, "bin.s", 2, b, sizeof(b));
-	expect_push(sub, "bin.s", 3, bad, sizeof(bad));
-	expect_push(js, "bin.s", 1, "one", 3);
-	expect_push(js, "bin.s", 2, b, sizeof(b)); /* decoded from base64 */
+	th_ws_expect_push(sub, "bin.s", 1, "one", 3);
+	th_ws_expect_push(sub, "bin.s", 2, b, sizeof(b));
+	th_ws_expect_push(sub, "bin.s", 3, bad, sizeof(bad));
+	th_ws_expect_push(js, "bin.s", 1, "one", 3);
+	th_ws_expect_push(js, "bin.s", 2, b, sizeof(b)); /* decoded from base64 */
 
 	/* not UTF-8: base64 with "encoding":"base64" in JSON */
 	struct th_ws_msg m;
@@ -187,7 +161,7 @@ Test(gateway_proto, streams_at_connect)
 		cr_assert_eq(m.data[0], "1234"[k]);
 		cm_smsg_release(&m);
 	}
-	expect_no_push(sub, 200);
+	th_ws_expect_no_push(sub, 200);
 	th_ws_free(sub);
 	th_ws_free(pub);
 	stop();
@@ -255,7 +229,7 @@ Test(gateway_proto, client_publish_policy_none)
 	struct th_ws *ws = th_ws_open(gw.port, "/ws?user=a");
 	cr_assert_eq(th_ws_subscribe(ws, "s"), 0);
 	cr_assert_eq(th_ws_publish(ws, "s", "x", 1), 403);
-	expect_no_push(ws, 200);
+	th_ws_expect_no_push(ws, 200);
 	th_ws_free(ws);
 	stop();
 }
@@ -266,8 +240,8 @@ Test(gateway_proto, client_publish_policy_prefixes)
 	struct th_ws *ws = th_ws_open(gw.port, "/ws?user=a&streams=chat.1,news");
 	cr_assert_eq(th_ws_publish(ws, "chat.1", "x", 1), 0);
 	cr_assert_eq(th_ws_publish(ws, "news", "y", 1), 403);
-	expect_push(ws, "chat.1", 1, "x", 1);
-	expect_no_push(ws, 200);
+	th_ws_expect_push(ws, "chat.1", 1, "x", 1);
+	th_ws_expect_no_push(ws, 200);
 	th_ws_free(ws);
 	stop();
 }
@@ -539,7 +513,7 @@ Test(gateway_proto, anon_users_and_many_streams_per_connection)
 		cr_assert(memcmp(m.data, m.stream, m.data_len) == 0);
 		cm_smsg_release(&m);
 	}
-	expect_no_push(sub, 100);
+	th_ws_expect_no_push(sub, 100);
 	th_ws_free(sub);
 	th_ws_free(pub);
 	stop();

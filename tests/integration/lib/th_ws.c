@@ -865,3 +865,31 @@ void th_ws_flood(struct th_ws *pub, struct th_ws *reader, const char *stream, si
 	}
 	free(big);
 }
+
+void th_ws_expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
+		       size_t len)
+{
+	struct cm_smsg m;
+	int r = th_ws_next_push(ws, &m, 5000);
+
+	cr_assert_eq(r, 1, "no push (%d) for %s #%llu (close code %u)", r, stream,
+		     (unsigned long long)offset, ws->got_close ? ws->close_code : 0);
+	cr_assert_str_eq(m.stream, stream);
+	cr_assert_eq(m.offset, offset, "%s: offset %llu, want %llu", stream,
+		     (unsigned long long)m.offset, (unsigned long long)offset);
+	cr_assert_eq(m.data_len, len, "%s #%llu: %zu bytes, want %zu", stream,
+		     (unsigned long long)offset, m.data_len, len);
+	cr_assert(!len || !memcmp(m.data, data, len), "%s #%llu: payload differs", stream,
+		  (unsigned long long)offset);
+	cm_smsg_release(&m);
+}
+
+void th_ws_expect_no_push(struct th_ws *ws, int ms)
+{
+	struct cm_smsg m;
+
+	if (th_ws_next_push(ws, &m, ms) == 1) {
+		cr_assert_fail("unexpected push on %s #%llu", m.stream,
+			       (unsigned long long)m.offset);
+	}
+}

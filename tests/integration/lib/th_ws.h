@@ -151,6 +151,14 @@ int th_ws_raw_command(struct th_ws *ws, const void *msg, size_t len, struct cm_s
  * instead is an error (-2). */
 int th_ws_next_push(struct th_ws *ws, struct cm_smsg *m, int timeout_ms);
 
+/* Asserts that the next push (within 5 s) is on stream, with offset and
+ * exactly the len bytes at data. */
+void th_ws_expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
+		       size_t len);
+
+/* Asserts that no push arrives within ms. */
+void th_ws_expect_no_push(struct th_ws *ws, int ms);
+
 /* Publishes count messages of size bytes on stream through pub (each filled
  * with its own letter and numbered), and asserts that `reader` gets every
  * one of them in order, complete, before the next is published: a client
