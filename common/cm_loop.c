@@ -7,7 +7,9 @@
 #include <liburing.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 
 struct cm_hook {
@@ -111,6 +113,15 @@ uint64_t cm_wall_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t cm_random64(void)
+{
+	uint64_t v;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = cm_wall_ms() ^ ((uint64_t)getpid() << 40) ^ cm_now_ms();
+	return v;
 }
 
 static void ring_bell(struct cm_loop *from, struct cm_loop *to)

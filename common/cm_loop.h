@@ -92,6 +92,10 @@ uint64_t cm_loop_now(struct cm_loop *loop);
 uint64_t cm_now_ms(void);
 /* Wall-clock milliseconds since the epoch. */
 uint64_t cm_wall_ms(void);
+/* 64 random bits from the kernel (boot ids, id bases); should getrandom
+ * fail, the clock and the process id, which still differ between
+ * processes. */
+uint64_t cm_random64(void);
 
 /* Sends fn(arg) to run on loop `to`, from loop `from` (the caller's own).
  * Posts to one loop run in the order they were made, from whatever thread.

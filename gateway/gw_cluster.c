@@ -17,7 +17,6 @@
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #define GW_CLUSTER_VERSION 1
@@ -25,7 +24,8 @@
 #define GW_HEARTBEAT_MS 500
 #define GW_ACK_RESEND_MS 1000
 #define GW_ACK_GIVEUP_MS 5000
-/* Router frames are at most ~256 KiB of batch plus one payload (<= 1 MiB). */
+/* Router frames are at most ~256 KiB of batch plus one payload (the
+ * router's --max-payload, at most CM_CLUSTER_PAYLOAD_MAX). */
 #define GW_MAX_FRAME CM_CLUSTER_FRAME_MAX
 /* Bytes queued for Redis beyond which events are dropped. */
 #define GW_MAX_BACKLOG (64u << 20)
@@ -666,9 +666,7 @@ struct gw_cluster *gw_cluster_new(struct cm_loop *loop, const struct gw_cluster_
 	snprintf(c->router_chan, n, "%s:router", c->prefix);
 	c->my_chan = cm_xmalloc(n);
 	snprintf(c->my_chan, n, "%s:gw:%s", c->prefix, c->id);
-	if (getrandom(&c->boot_id, sizeof(c->boot_id), 0) != sizeof(c->boot_id))
-		c->boot_id = cm_wall_ms() ^ ((uint64_t)getpid() << 32);
-	c->boot_id |= 1; /* never 0 */
+	c->boot_id = cm_random64() | 1; /* never 0 */
 	c->next_req = 1;
 	c->last_hb = cm_loop_now(loop);
 	c->sub = cm_redis_new(loop, opts->redis_host, opts->redis_port, "cluster-sub", &subcbs, c);

@@ -16,7 +16,6 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -143,10 +142,7 @@ int gw_run(struct gw_opts *o)
 		/* anon-<n> is unique across the cluster: each gateway counts from
 		 * its own random base below 2^40 (two gateways that each hand
 		 * out a million overlap with odds of about 1 in 500000) */
-		uint64_t base = 0;
-		if (getrandom(&base, sizeof(base), 0) != sizeof(base))
-			base = cm_wall_ms() ^ ((uint64_t)getpid() << 20);
-		base &= (1ULL << 40) - 1;
+		uint64_t base = cm_random64() & ((1ULL << 40) - 1);
 		atomic_store(&g->anon, (unsigned long)base);
 		cm_info("anonymous users: anon-%llu onward", (unsigned long long)base + 1);
 	}

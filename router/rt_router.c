@@ -1,9 +1,9 @@
 #include "rt_router.h"
-#include "cm_pb.h"
 
 #include "cm_buf.h"
 #include "cm_log.h"
 #include "cm_loop.h"
+#include "cm_pb.h"
 #include "cm_redis.h"
 #include "proto/cluster.pb-c.h"
 
@@ -11,12 +11,11 @@
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-/* A gateway's frame is sent early once its batch reaches this size. */
-/* A frame is flushed once it holds this much: with one delivery of at most
- * CM_CLUSTER_PAYLOAD_MAX added, it stays under what a gateway reads. */
+/* A gateway's frame is sent early once its batch holds this much: with one
+ * delivery of at most CM_CLUSTER_PAYLOAD_MAX added, it stays under what a
+ * gateway reads. */
 #define RT_BATCH_BYTES (256u << 10)
 _Static_assert(RT_BATCH_BYTES + CM_CLUSTER_PAYLOAD_MAX + (64u << 10) < CM_CLUSTER_FRAME_MAX,
 	       "a frame of deliveries must fit a gateway's read");
@@ -810,9 +809,7 @@ struct rt_router *rt_router_new(struct cm_loop *loop, const struct rt_opts *opts
 	}
 	r->t = rt_table_new();
 	r->g = rt_gws_new();
-	if (getrandom(&r->boot_id, sizeof(r->boot_id), 0) != sizeof(r->boot_id))
-		r->boot_id = cm_wall_ms() ^ ((uint64_t)getpid() << 40);
-	r->boot_id |= 1;
+	r->boot_id = cm_random64() | 1; /* never 0 */
 	/* Epochs are unique across router restarts too (a gateway may still
 	 * be answering the previous router's request). */
 	r->epoch = cm_wall_ms() << 8;
