@@ -1,10 +1,13 @@
 /* Promises of the external contract (CONTRACT.md) that no other test pinned
  * down: 1 MiB backend payloads, the 413 error code, anonymous user ids and
  * their direct messages, the /api/gateways row shape with the default
- * gateway id, the freshness of herald:ccu and of the router's /metrics, and
- * delivery resuming within 2 s of a router or Redis restart. */
+ * gateway id, the freshness of herald:ccu and of the router's /metrics,
+ * delivery resuming within 2 s of a router or Redis restart, error 500 (a
+ * subscribe no router acknowledges, a publish while Redis is down) and 503
+ * to an upgrade completed while draining. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,4 +425,114 @@ Test(contract_gaps, every_binary_answers_help_and_exits_2_with_one_line_on_a_bad
 		cr_assert_eq(lines(out), 1, "%s --redis: [%s]", bins[i], out);
 		free(out);
 	}
+}
+
+/* "500 internal": a subscribe that the router never acknowledges (here there
+ * is no router at all) is answered with error 500 once the gateway gives up
+ * (5 s), and the client is not left half-subscribed: a message published on
+ * that stream afterwards does not reach it. */
+Test(contract_gaps, a_subscribe_no_router_acknowledges_fails_with_500)
+{
+	struct cm_smsg rep;
+	struct th_ws *c;
+	int code;
+
+	redis = th_redis_start();
+	th_gw_start(&gw, &(struct th_gw_opts){ .redis_port = redis->port, .id = "alone-0" });
+	c = th_ws_open(gw.port, "/ws?user=u");
+	code = th_ws_command(c, CM_CMD_SUBSCRIBE, "orphan", NULL, 0, &rep, 9000);
+	cr_assert_eq(code, 500, "subscribe without a router: reply %d (%s)", code,
+		     code > 0 ? rep.message : "none");
+	cm_smsg_release(&rep);
+	th_router_start(&router, redis->port, NULL);
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000));
+	/* the stream is not held: a publish reaches nobody on this gateway */
+	cr_assert_eq(th_ws_subscribe(c, "other"), 0); /* the cluster works now */
+	th_redis_publish(redis->port, "herald:stream:orphan", "x", 1);
+	th_ws_expect_no_push(c, 300);
+	th_ws_free(c);
+}
+
+/* A client's publish on stream "room": the reply code (-1: none) and its
+ * error message in msg. */
+static int publish_reply(struct th_ws *c, const char *data, char *msg, size_t cap)
+{
+	struct cm_smsg rep;
+	int code = th_ws_command(c, CM_CMD_PUBLISH, "room", data, strlen(data), &rep, 5000);
+
+	msg[0] = 0;
+	if (code >= 0) {
+		snprintf(msg, cap, "%s", rep.message);
+		cm_smsg_release(&rep);
+	}
+	return code;
+}
+
+/* "500 internal" for a client's publish while the gateway's cluster link is
+ * down (Redis stopped), and ok again once it is back. */
+Test(contract_gaps, a_client_publish_while_redis_is_down_gets_500)
+{
+	static const char *const extra[] = { "--client-publish", "all", NULL };
+	struct th_ws *c;
+	char msg[128];
+	int code;
+
+	redis = th_redis_start();
+	th_router_start(&router, redis->port, NULL);
+	th_gw_start(&gw, &(struct th_gw_opts){ .redis_port = redis->port, .id = "pub-0",
+					       .extra = { extra[0], extra[1], NULL } });
+	cr_assert(TH_WAIT(th_router_gateways(&router, NULL, 0) == 1, 5000));
+	c = th_ws_open(gw.port, "/ws?user=p&streams=room");
+	cr_assert_eq(th_ws_publish(c, "room", "one", 3), 0);
+	th_ws_expect_push(c, "room", 1, "one", 3);
+
+	th_kill9(redis);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_cluster_up", NULL) == 0, 5000),
+		  "the gateway does not notice that Redis is gone");
+	/* the metric and the publish path look at the link on their own ticks */
+	cr_assert(TH_WAIT((code = publish_reply(c, "two", msg, sizeof(msg))) == 500, 1000),
+		  "publish with Redis down: reply %d", code);
+	cr_assert(strstr(msg, "cluster"), "message: %s", msg);
+
+	th_restart(redis);
+	cr_assert_eq(th_wait_port(redis->port, 5000), 0);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_cluster_up", NULL) == 1, 5000));
+	/* the client was kept, and its publishes are accepted again */
+	cr_assert_not(c->eof || c->got_close);
+	cr_assert(TH_WAIT(th_ws_publish(c, "room", "three", 5) == 0, 3000));
+	th_ws_free(c);
+}
+
+/* "503 draining": a request that completes its upgrade after SIGTERM is
+ * refused with 503, not upgraded (the connection was accepted before the
+ * listener closed), and the gateway still exits 0. */
+Test(contract_gaps, an_upgrade_completed_while_draining_gets_503)
+{
+	static const char head[] = "GET /ws?user=late HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+	static const char rest[] = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+				   "Sec-WebSocket-Version: 13\r\n\r\n";
+	struct th_ws_opts o = { 0 };
+	struct th_ws *half;
+	double before;
+	int status;
+
+	th_gw_start(&gw, &(struct th_gw_opts){ .extra = { "--drain-timeout", "5s", NULL } });
+	o.port = gw.port;
+	before = th_gw_metric(&gw, "herald_gateway_connections_accepted_total", NULL);
+	half = th_ws_dial(&o);
+	cr_assert(half);
+	cr_assert_eq(th_ws_send_raw(half, head, sizeof(head) - 1), 0);
+	/* accepted, with half a request head; the rest comes after the drain began */
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections_accepted_total", NULL) ==
+				  before + 1,
+			  5000));
+	th_signal(gw.proc, SIGTERM);
+	cr_assert(TH_WAIT(th_log_contains(gw.proc, "draining"), 5000), "no drain logged");
+	cr_assert_eq(th_ws_send_raw(half, rest, sizeof(rest) - 1), 0);
+	status = th_ws_read_http(half, 5000);
+	cr_assert_eq(status, 503, "status %d: %s", status, half->resp ? half->resp : "");
+	cr_assert(strstr(half->resp, "draining"), "%s", half->resp);
+	th_ws_free(half);
+	cr_assert_eq(th_wait_exit(gw.proc, 5000 + 3000), 0);
 }
