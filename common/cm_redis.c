@@ -8,7 +8,6 @@
 #include <hiredis/sds.h>
 #include <poll.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 /* How many 16 KiB hiredis reads one readiness event may run before the rest
@@ -86,13 +85,18 @@ static void ev_on_read(void *arg, int revents)
 		return;
 
 	/* io_uring's multishot poll reports new readiness, not a level: hiredis
-	 * reads at most 16 KiB per call, so keep reading while bytes wait. */
+	 * reads at most 16 KiB per call, so keep reading while bytes wait, and
+	 * also when the end of the stream (or an error) waits behind them: it
+	 * may have come with the bytes in one event, or before the watcher was
+	 * armed, and no later event would tell. A one-byte peek tells the
+	 * three apart (FIONREAD says 0 for both "nothing" and "the end"). */
 	for (int i = 0; i < CM_REDIS_READS_PER_EVENT; i++) {
-		int n = 0;
+		char b;
 		redisAsyncHandleRead(ev->ac);
 		if (ev->dead || !ev->rpoll)
 			return;
-		if (ioctl(ev->fd, FIONREAD, &n) < 0 || n <= 0)
+		if (recv(ev->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
 	}
 	if (!ev->kick)
