@@ -667,7 +667,10 @@ struct gw_cluster *gw_cluster_new(struct cm_loop *loop, const struct gw_cluster_
 	c->my_chan = cm_xmalloc(n);
 	snprintf(c->my_chan, n, "%s:gw:%s", c->prefix, c->id);
 	c->boot_id = cm_random64() | 1; /* never 0 */
-	c->next_req = 1;
+	/* Request ids start at a random point below 2^63 (room to grow, never
+	 * 0): an ack still on its way to an earlier process under this id
+	 * names none of ours. */
+	c->next_req = (cm_random64() >> 1) + 1;
 	c->last_hb = cm_loop_now(loop);
 	c->sub = cm_redis_new(loop, opts->redis_host, opts->redis_port, "cluster-sub", &subcbs, c);
 	c->pub = cm_redis_new(loop, opts->redis_host, opts->redis_port, "cluster-pub", &pubcbs, c);

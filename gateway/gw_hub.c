@@ -40,6 +40,7 @@ struct gw_batch {
 struct gw_ann {
 	struct gw_hnode h;
 	bool live;
+	uint64_t req;  /* the add waiting for its ack (struct ack's req) */
 	char name[];
 };
 
@@ -54,6 +55,7 @@ struct gw_hub {
 	int sigfd;
 	unsigned drained, quiesced;
 	struct ack *acks;
+	uint64_t next_req;  /* numbers the interest adds (struct ack) */
 	bool draining, stopping;
 };
 
@@ -404,10 +406,13 @@ void gw_hub_post_waiters(struct gw_worker *from, const char *name, size_t n,
 }
 
 /* An interest add waiting for the router; listed so that the ones the
- * link never answers (it was freed first) are freed too. */
+ * link never answers (it was freed first) are freed too. req numbers the
+ * add; the stream's announcement keeps it, so the answer to an add that an
+ * unsubscribe cancelled cannot settle a later add of the same stream. */
 struct ack {
 	struct ack *prev, *next;
 	struct gw_hub *h;
+	uint64_t req;
 	size_t n;
 	char name[];
 };
@@ -438,7 +443,7 @@ static void on_ack(void *arg, bool ok)
 	struct gw_ann *an = ann_find(&h->ann_s, a->name, a->n);
 
 	ack_unlink(h, a);
-	if (an && !an->live) {
+	if (an && !an->live && an->req == a->req) {
 		if (ok) {
 			an->live = true;
 		} else {
@@ -490,6 +495,7 @@ static void reconcile(void *arg)
 	if (want && !an) {
 		struct ack *a = cm_xmalloc(sizeof(*a) + r->n + 1);
 		a->h = h;
+		a->req = ++h->next_req;
 		a->n = r->n;
 		memcpy(a->name, r->name, r->n);
 		a->name[r->n] = 0;
@@ -498,7 +504,7 @@ static void reconcile(void *arg)
 		if (h->acks)
 			h->acks->prev = a;
 		h->acks = a;
-		ann_add(&h->ann_s, r->name, r->n);
+		ann_add(&h->ann_s, r->name, r->n)->req = a->req;
 		gw_cluster_interest(h->cl, r->name, r->n, true, on_ack, a);
 	} else if (!want && an) {
 		gw_htab_remove(&h->ann_s, &an->h);

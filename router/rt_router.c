@@ -45,7 +45,10 @@ struct rt_router {
 	 * start); out: everything written and forgotten (deliveries, offsets,
 	 * CCU), with replies off; sub: the subscriptions */
 	struct cm_redis *pub, *out, *sub;
-	bool loaded, loading;
+	/* loaded: HGETALL <prefix>:offsets answered; listed: HKEYS <prefix>:ccu
+	 * answered. Each is asked on every pub connect until answered (a
+	 * connection may drop between the two replies). */
+	bool loaded, loading, listed;
 	uint64_t sub_connects;
 	struct rt_subtag tags[SUB_N];
 
@@ -434,7 +437,11 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 	}
 	gw = rt_gws_find(r->g, (const char *)ev->gateway_id.data, ev->gateway_id.len);
 	if (ev->body_case == HERALD__CLUSTER__GATEWAY_EVENT__BODY_BYE) {
-		if (gw)
+		/* A bye from an earlier process under this id (it may reach us
+		 * after its successor's hello) is not the live gateway's. */
+		if (gw && gw->boot_id != ev->boot_id)
+			cm_info("gateway %s: a bye from an earlier process ignored", gw->id);
+		else if (gw)
 			drop_gw(r, gw, "said goodbye");
 		goto out;
 	}
@@ -737,8 +744,15 @@ static void on_ccu_keys(redisAsyncContext *ac, void *reply, void *priv)
 	redisReply *m = reply;
 	(void)ac;
 
-	if (!m || m->type != REDIS_REPLY_ARRAY || r->nstale)
+	if (!m)
+		return; /* connection lost: asked again on the next connect */
+	if (r->listed)
+		return; /* answered on an earlier connection */
+	r->listed = true;
+	if (m->type != REDIS_REPLY_ARRAY) {
+		cm_warn("HKEYS %s: unexpected reply; old gateways' fields stay", r->key_ccu);
 		return;
+	}
 	r->stale = cm_xcalloc(m->elements + 1, sizeof(*r->stale));
 	for (size_t i = 0; i < m->elements; i++)
 		if (m->element[i]->type == REDIS_REPLY_STRING)
@@ -755,8 +769,9 @@ static void pub_up(void *arg, redisAsyncContext *ac)
 	if (!r->loaded && !r->loading) {
 		r->loading = true;
 		redisAsyncCommand(ac, on_offsets, r, "HGETALL %s", r->key_offsets);
-		redisAsyncCommand(ac, on_ccu_keys, r, "HKEYS %s", r->key_ccu);
 	}
+	if (!r->listed)
+		redisAsyncCommand(ac, on_ccu_keys, r, "HKEYS %s", r->key_ccu);
 }
 
 /* The write connection, first or again: replies off, and after a

@@ -21,7 +21,7 @@
  *   9 OFFSETS an HGETALL <prefix>:offsets / HKEYS <prefix>:ccu answer with
  *             arbitrary fields and values (once per input, as at start;
  *             flag 1: a lost connection's NULL reply, flag 2: an error)
- *  10 RECONNECT the publisher connection comes back (counters written again)
+ *  10 RECONNECT the write connection comes back (counters written again)
  *
  * Oracles (abort() on failure, besides ASan/UBSan): after every op the
  * gateway registry, the flush list and the tables agree (check_state);
@@ -33,9 +33,10 @@
  * adds exactly one delivery per holder (all gateways for <prefix>:all) and
  * advances the stream's counter by one when it has holders; a well-formed
  * event is applied (interest and presence held or released, an add with a
- * request id acknowledged, a bye unregisters, the names of a resync answer
- * to the epoch asked for are held, and once it is done the gateway is up
- * and holds nothing the answer did not confirm). */
+ * request id acknowledged, a bye unregisters unless an earlier process
+ * under that id sent it, the names of a resync answer to the epoch asked
+ * for are held, and once it is done the gateway is up and holds nothing
+ * the answer did not confirm). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -689,15 +690,17 @@ static void chk_mark(void *arg, struct rt_entry *e)
 
 /* What a well-formed event from gateway id must have done. */
 static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *id,
-			   bool answer_counts)
+			   bool answer_counts, bool bye_counts)
 {
 	struct rt_gw *gw = rt_gws_find(r->g, id, strlen(id));
 
 	if (!ev->version) {
 		return; /* dropped; nothing to say */
 	} else if (ev->body_case == HERALD__CLUSTER__GATEWAY_EVENT__BODY_BYE) {
-		if (gw)
+		if (bye_counts && gw)
 			FAIL("gateway %s still registered after its bye", id);
+		if (!bye_counts && !gw)
+			FAIL("gateway %s dropped by an earlier process's bye", id);
 		return;
 	} else if (!gw) {
 		FAIL("gateway %s not registered after an event", id);
@@ -844,9 +847,11 @@ static void op_gw(struct in *in, unsigned flags)
 		 * epoch it asked a gateway with this boot id */
 		bool answer_counts = gw && ev.version && gw->boot_id == ev.boot_id &&
 				     kind % 9 == 7 && ra.epoch == gw->epoch;
+		/* a bye counts only from the process the router knows */
+		bool bye_counts = !gw || gw->boot_id == ev.boot_id;
 		sub_msg(SUB_ROUTER, false, "", "herald:router", 13, buf, n);
 		free(buf);
-		check_gw_event(&ev, id, answer_counts);
+		check_gw_event(&ev, id, answer_counts, bye_counts);
 	}
 }
 
@@ -1008,10 +1013,10 @@ static void run(const uint8_t *data, size_t size)
 			op_shape(&in, flags);
 			break;
 		case OP_RECONNECT:
-			/* the publisher connection is back: every counter is
+			/* the write connection is back: every counter is
 			 * written again (a turn of its own) */
 			rt_router_flush(r);
-			pub_up(r, NULL);
+			out_up(r, NULL);
 			rt_router_flush(r);
 			break;
 		case OP_OFFSETS:

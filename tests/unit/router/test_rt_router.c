@@ -451,6 +451,33 @@ Test(rt_router, bye_drops_a_gateway_at_once)
 	cr_assert_eq(st.gateways, 0);
 }
 
+/* A restarted gateway's old process may say goodbye after its successor's
+ * hello (two processes, two Redis connections: no order between them). */
+Test(rt_router, a_bye_from_an_earlier_process_keeps_its_successor)
+{
+	struct rt_stats st;
+	struct rt_gw *gw;
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Hello h = HERALD__CLUSTER__HELLO__INIT;
+	Herald__Cluster__Bye bye = HERALD__CLUSTER__BYE__INIT;
+
+	join("A");
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HELLO;
+	ev.hello = &h;
+	event(&ev, "A", 2); /* the new process */
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_BYE;
+	ev.bye = &bye;
+	event(&ev, "A", 1); /* the old one's late goodbye */
+	rt_router_stats(r, &st);
+	cr_assert_eq(st.gateways, 1, "a stale bye dropped the live gateway");
+	gw = rt_gws_find(rt_router_gws(r), "A", 1);
+	cr_assert_not_null(gw);
+	cr_assert_eq(gw->boot_id, 2);
+	event(&ev, "A", 2);
+	rt_router_stats(r, &st);
+	cr_assert_eq(st.gateways, 0, "the live process's bye drops it");
+}
+
 Test(rt_router, malformed_frames_are_counted_and_dropped)
 {
 	struct rt_stats st;
