@@ -129,7 +129,7 @@ s_connections() {
 	fi
 	n=$(jget $name .connect.peak_open)
 	fig "$sec" "concurrent wss clients held ($CONN_GW gateways, 1 thread each)" "$n of $CONN_N" \
-		"TLS 1.3, $(jget $name .connect.tls_resumed) resumed sessions; ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s; handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
+		"TLS 1.3, $(jget $name .connect.tls_resumed) resumed sessions; ramp $(fmt "$(jget $name .connect.ramp_s)" 1) s at $(fmt "$(jget $name .connect.connects_per_s)") connects/s$([ "$(jget $name .connect.ramp_timed_out)" = true ] && echo " (cut short by the ramp timeout)"); handshake p99 $(fmt "$(jget $name .connect.handshake_ms.p99)" 1) ms; errors $(jget $name .errors.total)"
 	if [ -e "$WD/$name.ready" ] && [ "${n:-0}" -gt 0 ]; then
 		headline "$n of $CONN_N concurrent wss clients held by $CONN_GW gateways, $(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "%.1f KiB", (b-a)/n}') of gateway memory per connection"
 		fig "$sec" "gateway memory per wss connection at $n" \

@@ -3,11 +3,15 @@
 #include "cm_log.h"
 #include "ld_payload.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#define LD_PUB_IO_TIMEOUT_S 10     /* a blocking read or write of the socket */
+#define LD_PUB_REPLY_WAIT_MS 10000 /* for the last replies of a step */
 
 struct ld_pub {
 	redisContext *rc;
@@ -34,7 +38,7 @@ struct ld_pub *ld_pub_connect(const struct ld_opts *o, char *err, size_t cap)
 			redisFree(rc);
 		return NULL;
 	}
-	redisSetTimeout(rc, (struct timeval){ 10, 0 });
+	redisSetTimeout(rc, (struct timeval){ LD_PUB_IO_TIMEOUT_S, 0 });
 	r = redisCommand(rc, "PING");
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		snprintf(err, cap, "Redis at %s:%d does not answer PING: %s", o->redis_host,
@@ -82,7 +86,8 @@ static void take_reply(struct ld_pub *p, redisReply *r, struct ld_pub_result *re
 }
 
 /* Reads the replies that have arrived, without waiting for more (or, with
- * wait_ms > 0, waiting up to that long for all of them). The publisher never
+ * wait_ms > 0, waiting up to that long for all of them: -1 when some are
+ * still missing then, res->unanswered says how many). The publisher never
  * blocks on a reply between batches: were Redis slow to answer (its core
  * busy), waiting would hold the next batch back and turn a steady rate into
  * bursts. */
@@ -93,7 +98,8 @@ static int read_replies(struct ld_pub *p, struct ld_pub_result *res, int wait_ms
 	while (p->outstanding) {
 		void *r = NULL;
 		struct pollfd pfd = { .fd = p->rc->fd, .events = POLLIN };
-		int left;
+		uint64_t now;
+		int n;
 
 		if (redisGetReplyFromReader(p->rc, &r) != REDIS_OK) {
 			cm_error("redis: %s", p->rc->errstr);
@@ -103,14 +109,23 @@ static int read_replies(struct ld_pub *p, struct ld_pub_result *res, int wait_ms
 			take_reply(p, r, res);
 			continue;
 		}
-		if (wait_ms > 0 && ld_now_ns() >= deadline) {
+		now = ld_now_ns();
+		if (wait_ms > 0 && now >= deadline) {
 			cm_error("redis: %llu PUBLISH replies missing after %d ms",
 				 (unsigned long long)p->outstanding, wait_ms);
+			res->unanswered = p->outstanding;
 			return -1;
 		}
-		left = wait_ms > 0 ? (int)((deadline - ld_now_ns()) / 1000000ULL) + 1 : 0;
-		if (poll(&pfd, 1, left) <= 0)
+		n = poll(&pfd, 1, wait_ms > 0 ? (int)((deadline - now) / 1000000ULL) + 1 : 0);
+		if (n < 0 && errno != EINTR) {
+			cm_error("redis: poll: %s", strerror(errno));
+			return -1;
+		}
+		if (n <= 0) {
+			if (wait_ms > 0)
+				continue; /* the deadline decides: a reply is never left for the next step */
 			return 0; /* nothing more yet */
+		}
 		if (redisBufferRead(p->rc) != REDIS_OK) {
 			cm_error("redis: %s", p->rc->errstr);
 			return -1;
@@ -157,6 +172,12 @@ static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned ste
 	return read_replies(p, res, 0);
 }
 
+/* How long past its time a step may go on sending when Redis is slow. */
+static double overrun_s(double seconds)
+{
+	return seconds > 5 ? seconds : 5;
+}
+
 int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double rate,
 		double seconds, uint32_t *published, void (*idle)(void *), void *arg,
 		volatile int *stop, struct ld_pub_result *res)
@@ -165,9 +186,11 @@ int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double
 	uint64_t end_ns = start + (uint64_t)(seconds * 1e9);
 
 	memset(res, 0, sizeof(*res));
+	/* the last step collected its replies, or failed and ended the run */
+	CM_ASSERT(p->outstanding == 0);
 	/* bounded even when Redis cannot keep up: the step's time plus as much
 	 * again (at least 5 s), then what was not sent is not sent */
-	uint64_t hard_ns = end_ns + (uint64_t)((seconds > 5 ? seconds : 5) * 1e9);
+	uint64_t hard_ns = end_ns + (uint64_t)(overrun_s(seconds) * 1e9);
 
 	while (sent < total && !*stop) {
 		uint64_t now = ld_now_ns();
@@ -207,5 +230,10 @@ int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double
 	}
 	res->seconds = (double)(ld_now_ns() - start) / 1e9;
 	/* every reply of the step, before its counts are read */
-	return read_replies(p, res, 10000);
+	return read_replies(p, res, LD_PUB_REPLY_WAIT_MS);
+}
+
+double ld_pub_step_max_s(double seconds)
+{
+	return seconds + overrun_s(seconds) + LD_PUB_IO_TIMEOUT_S + LD_PUB_REPLY_WAIT_MS / 1000.0;
 }

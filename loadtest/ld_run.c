@@ -22,6 +22,8 @@
 
 /* the timeline's points at most (a day at 1 s, 3.3 h at 100 ms) */
 #define LD_TIMELINE_MAX 120000
+/* how long the workers have to count a step once asked */
+#define LD_COUNT_WAIT_S 5
 
 static volatile int stop_flag;   /* SIGINT/SIGTERM: finish early, report */
 
@@ -142,6 +144,16 @@ static uint64_t load_ticks(struct ld_parent *P)
 		if (P->alive[i])
 			t += proc_ticks(P->pids[i]);
 	return t;
+}
+
+/* herald-load's CPU during a step, % of one core, from the ticks of
+ * load_ticks() at its start and end. A worker that died during the step
+ * takes its ticks out of the end figure: never less than 0. */
+static double cpu_pct(uint64_t ticks0, uint64_t ticks1, long hz, double wall)
+{
+	if (ticks1 <= ticks0 || hz <= 0 || wall <= 0)
+		return 0;
+	return 100.0 * (double)(ticks1 - ticks0) / (double)hz / wall;
 }
 
 /* Reaps workers that exited on their own. */
@@ -319,6 +331,88 @@ static void stop_workers(struct ld_parent *P)
 	}
 }
 
+/* The longest the run can take, every phase at its bound: the workers'
+ * hard deadline, which only a parent that stopped driving them reaches.
+ * A step is bounded by the publisher's worst case (Redis stalling), the
+ * drain, the wait for the counts and a second for the rest of the step
+ * (its CPU from /proc, its sums); 60 s cover reaping and the JSON. */
+static double run_max_s(const struct ld_opts *o)
+{
+	double total = o->ramp_timeout + o->settle + o->duration + 60;
+
+	if (o->publish)
+		total += o->nrates * (ld_pub_step_max_s(o->duration) + o->drain + LD_COUNT_WAIT_S + 1);
+	return total;
+}
+
+/* How the ramp went. */
+struct ld_ramp {
+	double s;                  /* how long it ran */
+	uint64_t opened;           /* connections opened by its end */
+	bool timed_out;            /* --ramp-timeout ended it, clients untried or handshaking */
+};
+
+/* Connects per second of the ramp (0 when it did not run). */
+static double ramp_rate(const struct ld_ramp *r)
+{
+	return r->s > 0 ? (double)r->opened / r->s : 0;
+}
+
+/* Runs the ramp: until every client was tried and none is still
+ * handshaking, --ramp-timeout, a signal, or no worker left. Leaves the
+ * workers' sums at its end in s. */
+static void ramp(struct ld_parent *P, struct ld_sum *s, struct ld_ramp *r)
+{
+	uint64_t ramp_end = P->t0 + (uint64_t)(P->o->ramp_timeout * 1e9);
+
+	for (;;) {
+		struct timespec ts = { 0, 20 * 1000000L };
+		sum_workers(P, s);
+		if (s->attempts >= P->o->clients && s->pending == 0)
+			break;
+		if (stop_flag || !P->nalive)
+			break;
+		if (ld_now_ns() > ramp_end) {
+			r->timed_out = true;
+			break;
+		}
+		nanosleep(&ts, NULL);
+		progress(P);
+	}
+	/* also when cut short: the rate is the one achieved */
+	r->s = secs(P);
+	sum_workers(P, s);
+	r->opened = s->opened;
+	if (r->timed_out)
+		cm_warn("ramp did not finish within --ramp-timeout %g s: %llu of %u opened (%.0f/s)",
+			P->o->ramp_timeout, (unsigned long long)r->opened, P->o->clients, ramp_rate(r));
+}
+
+/* Asks every worker to count step k and waits for them, at most
+ * LD_COUNT_WAIT_S. Returns how many did not count it (dead, or too slow):
+ * their clients are missing from the step's figures. */
+static unsigned count_step(struct ld_parent *P, int k)
+{
+	uint64_t end = ld_now_ns() + LD_COUNT_WAIT_S * 1000000000ULL;
+
+	ld_store(&P->sh.ctl->snap_req, k);
+	for (;;) {
+		unsigned missing = 0, waiting = 0;
+		struct timespec ts = { 0, 5 * 1000000L };
+		reap(P);
+		for (unsigned i = 0; i < P->o->workers; i++) {
+			if (ld_load(&P->sh.w[i].snap_done) >= k)
+				continue;
+			missing++;
+			if (P->alive[i])
+				waiting++;
+		}
+		if (!waiting || ld_now_ns() > end)
+			return missing;
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* ---------- the JSON result ---------- */
 
 static cJSON *hist_json(const struct ld_hist *h, double div)
@@ -340,6 +434,7 @@ struct ld_step_out {
 	uint64_t clients, expected, received, all_received, dups, gaps, late, misrouted, dropped;
 	double max_behind_ms;
 	double load_cpu_pct;       /* herald-load's own CPU during the step, % of one core */
+	unsigned workers_missing;  /* workers that did not count the step (dead, or too slow) */
 	bool reached;              /* the publisher kept up with the rate (97%) */
 	bool ok, done;
 };
@@ -372,14 +467,17 @@ static void step_collect(struct ld_parent *P, int k, struct ld_step_out *so, str
 		so->reached = so->rate > 0 && so->published >= planned &&
 			      so->seconds <= d + slack + 1.0 / so->rate;
 	}
+	/* a worker that did not count the step leaves its clients out of it:
+	 * the figures would look complete without them */
 	if (P->o->scenario == LD_SC_CHURN)
 		/* clients come and go within a step: a gap inside a connection's
 		 * life is the loss we can see */
 		so->ok = so->all_received > 0 && !so->gaps && !so->dups && !so->misrouted &&
-			 so->reached && (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
+			 !so->workers_missing && so->reached &&
+			 (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
 	else
 		so->ok = so->expected > 0 && so->received >= so->expected && !so->dups &&
-			 !so->misrouted && !so->dropped && so->reached &&
+			 !so->misrouted && !so->dropped && !so->workers_missing && so->reached &&
 			 (double)ld_hist_quantile(lat, 0.99) / 1000.0 <= P->o->max_p99_ms;
 }
 
@@ -414,6 +512,7 @@ static cJSON *step_json(const struct ld_step_out *so, const struct ld_hist *lat)
 	cJSON_AddNumberToObject(j, "late", (double)so->late);
 	cJSON_AddNumberToObject(j, "misrouted", (double)so->misrouted);
 	cJSON_AddNumberToObject(j, "dropped_clients", (double)so->dropped);
+	cJSON_AddNumberToObject(j, "workers_missing", so->workers_missing);
 	cJSON_AddNumberToObject(j, "deliveries_per_s", step_deliveries_per_s(so));
 	cJSON_AddItemToObject(j, "latency_ms", hist_json(lat, 1000.0));
 	cJSON_AddBoolToObject(j, "rate_reached", so->reached);
@@ -455,8 +554,8 @@ int ld_run(const struct ld_opts *o)
 	struct ld_hist *lat = cm_xmalloc(sizeof(*lat));
 	struct sigaction sa;
 	char err[512];
-	double ramp_s = -1, hold_start = 0, hold_s = 0;
-	uint64_t ramp_opened = 0;
+	double hold_start = 0, hold_s = 0;
+	struct ld_ramp rp = { .s = -1 };
 	const char *fail_reason = NULL;
 	int nsteps = 0, ret;
 	struct ld_sum s;
@@ -493,9 +592,7 @@ int ld_run(const struct ld_opts *o)
 	P->alive = cm_xcalloc(o->workers, sizeof(*P->alive));
 
 	{
-		double total = o->ramp_timeout + o->settle + o->duration + 60;
-		if (o->publish)
-			total += o->nrates * (o->duration + o->drain + 15);
+		double total = run_max_s(o);
 		P->sh.ctl->settle_ns = (uint64_t)(o->settle * 1e9);
 		P->sh.ctl->hard_deadline_ns = ld_now_ns() + (uint64_t)(total * 1e9);
 		/* room for a point every --timeline-ms until the hard deadline */
@@ -531,25 +628,7 @@ int ld_run(const struct ld_opts *o)
 
 	/* ramp: until every client was tried and none is still handshaking */
 	if (!fail_reason) {
-		uint64_t ramp_end = P->t0 + (uint64_t)(o->ramp_timeout * 1e9);
-		for (;;) {
-			struct timespec ts = { 0, 20 * 1000000L };
-			sum_workers(P, &s);
-			if (s.attempts >= o->clients && s.pending == 0) {
-				ramp_s = secs(P);
-				break;
-			}
-			if (stop_flag || !P->nalive)
-				break;
-			if (ld_now_ns() > ramp_end) {
-				cm_warn("ramp did not finish within --ramp-timeout %.0f s", o->ramp_timeout);
-				break;
-			}
-			nanosleep(&ts, NULL);
-			progress(P);
-		}
-		sum_workers(P, &s);
-		ramp_opened = s.opened;
+		ramp(P, &s, &rp);
 		if (s.open_now > P->peak_open)
 			P->peak_open = s.open_now;
 		if (!s.opened) {
@@ -585,8 +664,7 @@ int ld_run(const struct ld_opts *o)
 			for (unsigned k = 0; k < o->nrates && !stop_flag; k++) {
 				struct ld_pub_result pr;
 				uint32_t *pubk = P->sh.published + (size_t)k * o->streams;
-				uint64_t wait_end;
-				char name[32];
+				char name[32], missing[64] = "";
 
 				snprintf(name, sizeof(name), "step%u", k);
 				P->phase_name = name;
@@ -596,12 +674,9 @@ int ld_run(const struct ld_opts *o)
 				ret = ld_pub_step(pub, o, k, o->rates[k], o->duration, pubk, progress, P,
 						  &stop_flag, &pr);
 				P->sh.ctl->step_end_ns[k] = ld_now_ns();
-				{
-					double wall = (double)(P->sh.ctl->step_end_ns[k] - P->sh.ctl->step_start_ns[k]) / 1e9;
-					long hz = sysconf(_SC_CLK_TCK);
-					so[k].load_cpu_pct = wall > 0 && hz > 0 ?
-						100.0 * (double)(load_ticks(P) - ticks0) / (double)hz / wall : 0;
-				}
+				so[k].load_cpu_pct = cpu_pct(ticks0, load_ticks(P), sysconf(_SC_CLK_TCK),
+							     (double)(P->sh.ctl->step_end_ns[k] -
+								      P->sh.ctl->step_start_ns[k]) / 1e9);
 				P->cur_rate = 0;
 				so[k].rate = o->rates[k];
 				so[k].seconds = pr.seconds;
@@ -611,7 +686,9 @@ int ld_run(const struct ld_opts *o)
 				so[k].max_behind_ms = pr.max_behind_ms;
 				nsteps = (int)k + 1;
 				if (ret < 0) {
-					fail_reason = "Redis failed while publishing";
+					fail_reason = pr.unanswered ?
+						"Redis did not answer a step's PUBLISH commands within 10 s" :
+						"Redis failed while publishing";
 					break;
 				}
 				if (pr.sent && !pr.receivers)
@@ -619,29 +696,18 @@ int ld_run(const struct ld_opts *o)
 						k, o->redis_prefix);
 				snprintf(name, sizeof(name), "drain%u", k);
 				wait_for(P, o->drain);
-				/* count the step in every worker */
-				ld_store(&P->sh.ctl->snap_req, (int)k);
-				wait_end = ld_now_ns() + 5000000000ULL;
-				for (;;) {
-					unsigned done = 0, live = 0;
-					struct timespec ts = { 0, 5 * 1000000L };
-					reap(P);
-					for (unsigned i = 0; i < o->workers; i++) {
-						if (!P->alive[i])
-							continue;
-						live++;
-						if (ld_load(&P->sh.w[i].snap_done) >= (int)k)
-							done++;
-					}
-					if (done == live || ld_now_ns() > wait_end)
-						break;
-					nanosleep(&ts, NULL);
-				}
+				so[k].workers_missing = count_step(P, (int)k);
+				if (so[k].workers_missing)
+					cm_warn("step %u: %u of %u workers did not count it (dead, or no count within %d s)",
+						k, so[k].workers_missing, o->workers, LD_COUNT_WAIT_S);
 				step_collect(P, (int)k, &so[k], lat);
 				so[k].done = true;
+				if (so[k].workers_missing)
+					snprintf(missing, sizeof(missing), ", %u of %u workers missing",
+						 so[k].workers_missing, o->workers);
 				if (!o->quiet)
 					fprintf(stderr,
-						"step %u: %.0f msgs/s -> %llu/%llu delivered, lost %llu, dups %llu, p50 %.2f p99 %.2f p999 %.2f ms, load cpu %.0f%%%s\n",
+						"step %u: %.0f msgs/s -> %llu/%llu delivered, lost %llu, dups %llu, p50 %.2f p99 %.2f p999 %.2f ms, load cpu %.0f%%%s%s\n",
 						k, so[k].rate, (unsigned long long)so[k].received,
 						(unsigned long long)so[k].expected,
 						(unsigned long long)(so[k].expected > so[k].received ?
@@ -650,7 +716,9 @@ int ld_run(const struct ld_opts *o)
 						(double)ld_hist_quantile(lat, 0.5) / 1000,
 						(double)ld_hist_quantile(lat, 0.99) / 1000,
 						(double)ld_hist_quantile(lat, 0.999) / 1000,
-						so[k].load_cpu_pct, so[k].ok ? "" : "  (FAILED)");
+						so[k].load_cpu_pct,
+						missing,
+						so[k].ok ? "" : "  (FAILED)");
 				if (o->until_fail && !so[k].ok)
 					break;
 			}
@@ -685,9 +753,10 @@ int ld_run(const struct ld_opts *o)
 	cJSON_AddNumberToObject(j, "opened", (double)s.opened);
 	cJSON_AddNumberToObject(j, "peak_open", (double)P->peak_open);
 	cJSON_AddNumberToObject(j, "open_at_end", (double)s.open_now);
-	cJSON_AddNumberToObject(j, "ramp_s", ramp_s);
-	cJSON_AddNumberToObject(j, "opened_in_ramp", (double)ramp_opened);
-	cJSON_AddNumberToObject(j, "connects_per_s", ramp_s > 0 ? (double)ramp_opened / ramp_s : 0);
+	cJSON_AddNumberToObject(j, "ramp_s", rp.s);
+	cJSON_AddBoolToObject(j, "ramp_timed_out", rp.timed_out);
+	cJSON_AddNumberToObject(j, "opened_in_ramp", (double)rp.opened);
+	cJSON_AddNumberToObject(j, "connects_per_s", ramp_rate(&rp));
 	cJSON_AddNumberToObject(j, "hold_s", hold_s);
 	cJSON_AddNumberToObject(j, "tls_resumed", (double)s.resumed);
 	{

@@ -54,7 +54,8 @@ struct ld_step {
 	uint64_t received;         /* unique messages of the step they received by the count */
 	uint64_t all_received;     /* unique messages of the step received by any client */
 	uint64_t dups;
-	uint64_t gaps;             /* seq jumps seen (each jump counts its missing messages) */
+	uint64_t gaps;             /* messages a client missed: skipped between two it
+	                            * received, or not received after its last by the count */
 	uint64_t late;             /* arrived after the step was counted */
 	uint64_t misrouted;        /* a payload of another stream */
 	uint64_t dropped;          /* eligible clients that ended before the count */

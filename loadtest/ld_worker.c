@@ -68,7 +68,8 @@ struct ld_conn {
 	int8_t want_close;       /* set by the frame callback: an ld_err, or -2 none */
 	int16_t rstep;           /* step of rcount */
 	uint32_t rcount;         /* unique messages of step rstep */
-	uint64_t last_seq;
+	uint64_t last_seq;       /* highest sequence received (0 none yet) */
+	uint64_t counted_seq;    /* highest received or counted lost (a gap) */
 	uint64_t start_ns, open_ns, deadline_ms;
 	SSL *ssl;
 	struct ld_hs *hs;
@@ -374,9 +375,13 @@ static void count_payload(struct ld_worker *w, struct ld_conn *c, const uint8_t 
 		s->dups++;
 		return;
 	}
-	if (c->last_seq && pl.seq > c->last_seq + 1)
-		s->gaps += pl.seq - c->last_seq - 1;
+	/* up to counted_seq a missing message was counted lost already: one
+	 * that arrives late now is neither a gap nor a duplicate */
+	if (c->counted_seq && pl.seq > c->counted_seq + 1)
+		s->gaps += pl.seq - c->counted_seq - 1;
 	c->last_seq = pl.seq;
+	if (pl.seq > c->counted_seq)
+		c->counted_seq = pl.seq;
 	s->all_received++;
 	if ((int)pl.step <= w->snap_done) {
 		s->late++;
@@ -777,7 +782,7 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 	c->state = LD_C_CONNECTING;
 	c->start_ns = ld_now_ns();
 	c->deadline_ms = cm_loop_now(w->loop) + (uint64_t)(o->connect_timeout * 1000);
-	c->last_seq = 0;
+	c->last_seq = c->counted_seq = 0;
 	c->rstep = -1;
 	c->rcount = 0;
 	c->hs = cm_xmalloc(sizeof(*c->hs));
@@ -852,8 +857,22 @@ static void sweep_deadlines(struct ld_worker *w)
 	}
 }
 
+/* The sequence of the last message published on `stream` up to the end
+ * of step k: sequences count 1, 2, ... per stream across the steps. */
+static uint64_t last_published(const struct ld_worker *w, uint32_t stream, int k)
+{
+	uint64_t n = 0;
+
+	for (int j = 0; j <= k; j++)
+		n += w->sh->published[(size_t)j * w->o->streams + stream];
+	return n;
+}
+
 /* Counts step k: every client open, reading and subscribed for the whole
- * step, what it should have had and what it got. */
+ * step, what it should have had and what it got; and, for every reading
+ * client that has received a message, those of its stream it has not got
+ * since its last one, as gaps of step k (no later message reveals them
+ * when k is the last step). */
 static void snapshot(struct ld_worker *w, int k)
 {
 	const struct ld_opts *o = w->o;
@@ -864,7 +883,16 @@ static void snapshot(struct ld_worker *w, int k)
 
 	for (unsigned i = 0; i < w->nconns; i++) {
 		struct ld_conn *c = &w->conns[i];
-		if (c->state != LD_C_OPEN || c->slow || c->open_ns + settle > start)
+		if (c->state != LD_C_OPEN || c->slow)
+			continue;
+		if (c->counted_seq) {
+			uint64_t last = last_published(w, c->stream, k);
+			if (last > c->counted_seq) {
+				s->gaps += last - c->counted_seq;
+				c->counted_seq = last;
+			}
+		}
+		if (c->open_ns + settle > start)
 			continue;
 		clients++;
 		expected += pub[c->stream];
