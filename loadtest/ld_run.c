@@ -413,6 +413,19 @@ static unsigned count_step(struct ld_parent *P, int k)
 	}
 }
 
+/* Unmaps the shared memory and frees what the parent allocated (not P). */
+static void parent_release(struct ld_parent *P)
+{
+	ld_shared_unmap(&P->sh);
+	free(P->line_lat);
+	free(P->tl_lat);
+	free(P->tmp_lat);
+	free(P->diff_lat);
+	free(P->tl);
+	free(P->pids);
+	free(P->alive);
+}
+
 /* ---------- the JSON result ---------- */
 
 static cJSON *hist_json(const struct ld_hist *h, double div)
@@ -868,14 +881,7 @@ int ld_run(const struct ld_opts *o)
 
 	cJSON_Delete(root);
 	ld_pub_free(pub);
-	ld_shared_unmap(&P->sh);
-	free(P->line_lat);
-	free(P->tl_lat);
-	free(P->tmp_lat);
-	free(P->diff_lat);
-	free(P->tl);
-	free(P->pids);
-	free(P->alive);
+	parent_release(P);
 	free(so);
 	free(lat);
 	return ret;

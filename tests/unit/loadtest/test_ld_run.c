@@ -45,15 +45,7 @@ static struct parent *parent_new(unsigned workers)
 
 static void parent_free(struct parent *t)
 {
-	struct ld_parent *P = &t->P;
-
-	ld_shared_unmap(&P->sh);
-	free(P->pids);
-	free(P->alive);
-	free(P->line_lat);
-	free(P->tl_lat);
-	free(P->tmp_lat);
-	free(P->diff_lat);
+	parent_release(&t->P);
 	free(t);
 }
 
