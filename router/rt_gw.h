@@ -34,6 +34,7 @@ struct rt_gw {
 	uint32_t mark;         /* holder mark for this epoch */
 	uint64_t resync_sent;  /* loop ms */
 	uint64_t restarted_at, dup_warned;
+	uint64_t prev_boot_id; /* the process the last restart replaced */
 	/* This turn's outgoing frame. */
 	struct rt_frame out;
 	uint64_t *acks;

@@ -27,6 +27,10 @@ _Static_assert(RT_BATCH_BYTES + CM_CLUSTER_PAYLOAD_MAX + (64u << 10) < CM_CLUSTE
 #define RT_MAX_BACKLOG (256u << 20)
 /* Gateways send a heartbeat this often (gw_cluster.c). */
 #define RT_HEARTBEAT_MS 500
+/* After a gateway restarted, events of the process it replaced are taken
+ * for stragglers this long; past it they count as a restart again, which
+ * is how two live processes under one id show up (and get a warning). */
+#define RT_STRAGGLER_MS 1000
 
 enum { SUB_STREAM, SUB_USER, SUB_ALL, SUB_ROUTER, SUB_N };
 
@@ -457,8 +461,16 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 		cm_info("gateway %s joined", gw->id);
 		request_resync(r, gw);
 		fresh = true;
+	} else if (gw->boot_id != ev->boot_id && ev->boot_id == gw->prev_boot_id &&
+		   now - gw->restarted_at < RT_STRAGGLER_MS) {
+		/* The process just replaced still had events on their way (two
+		 * Redis connections, no order between them): not a restart, and
+		 * its streams are not the successor's. */
+		cm_debug("gateway %s: an event of its previous process ignored", gw->id);
+		goto out;
 	} else if (gw->boot_id != ev->boot_id) {
-		/* Two processes under one id flip the boot id back and forth. */
+		/* Two processes under one id flip the boot id back and forth
+		 * (each flip past the straggler window above). */
 		if (now - gw->restarted_at < 5000) {
 			if (now - gw->dup_warned >= 10000) {
 				cm_warn("gateway id %s restarts again and again: is it used by two "
@@ -470,6 +482,7 @@ void rt_router_gateway_event(struct rt_router *r, const uint8_t *p, size_t len)
 		}
 		gw->restarted_at = now;
 		rt_table_drop_gw(r->t, gw->slot, now);
+		gw->prev_boot_id = gw->boot_id;
 		gw->boot_id = ev->boot_id;
 		request_resync(r, gw);
 		fresh = true;

@@ -34,7 +34,8 @@
  * advances the stream's counter by one when it has holders; a well-formed
  * event is applied (interest and presence held or released, an add with a
  * request id acknowledged, a bye unregisters unless an earlier process
- * under that id sent it, the names of a resync answer to the epoch asked
+ * under that id sent it, an event of the process a restart replaced changes
+ * nothing within a second of the restart, the names of a resync answer to the epoch asked
  * for are held, and once it is done the gateway is up and holds nothing
  * the answer did not confirm). */
 #include <stdint.h>
@@ -690,7 +691,7 @@ static void chk_mark(void *arg, struct rt_entry *e)
 
 /* What a well-formed event from gateway id must have done. */
 static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *id,
-			   bool answer_counts, bool bye_counts)
+			   bool answer_counts, bool bye_counts, bool straggler)
 {
 	struct rt_gw *gw = rt_gws_find(r->g, id, strlen(id));
 
@@ -701,6 +702,10 @@ static void check_gw_event(const Herald__Cluster__GatewayEvent *ev, const char *
 			FAIL("gateway %s still registered after its bye", id);
 		if (!bye_counts && !gw)
 			FAIL("gateway %s dropped by an earlier process's bye", id);
+		return;
+	} else if (straggler) {
+		if (!gw || gw->boot_id == ev->boot_id)
+			FAIL("gateway %s taken over by its replaced process's late event", id);
 		return;
 	} else if (!gw) {
 		FAIL("gateway %s not registered after an event", id);
@@ -849,9 +854,12 @@ static void op_gw(struct in *in, unsigned flags)
 				     kind % 9 == 7 && ra.epoch == gw->epoch;
 		/* a bye counts only from the process the router knows */
 		bool bye_counts = !gw || gw->boot_id == ev.boot_id;
+		/* the process a restart replaced, within a second of it: ignored */
+		bool straggler = gw && gw->boot_id != ev.boot_id &&
+				 ev.boot_id == gw->prev_boot_id && fake_now - gw->restarted_at < 1000;
 		sub_msg(SUB_ROUTER, false, "", "herald:router", 13, buf, n);
 		free(buf);
-		check_gw_event(&ev, id, answer_counts, bye_counts);
+		check_gw_event(&ev, id, answer_counts, bye_counts, straggler);
 	}
 }
 

@@ -478,6 +478,41 @@ Test(rt_router, a_bye_from_an_earlier_process_keeps_its_successor)
 	cr_assert_eq(st.gateways, 0, "the live process's bye drops it");
 }
 
+static void stop_loop(void *arg)
+{
+	cm_loop_stop(arg);
+}
+
+/* A restarted gateway's old process may also have a heartbeat on its way
+ * when its successor's first event arrives: that straggler is not another
+ * restart, which would drop the successor's streams until it resynced. A
+ * second later the old boot id counts again (two live processes under one
+ * id must still show up as restarts). */
+Test(rt_router, an_event_of_the_replaced_process_does_not_restart_its_successor)
+{
+	Herald__Cluster__GatewayEvent ev = HERALD__CLUSTER__GATEWAY_EVENT__INIT;
+	Herald__Cluster__Heartbeat hb = HERALD__CLUSTER__HEARTBEAT__INIT;
+	struct rt_gw *gw;
+
+	ev.body_case = HERALD__CLUSTER__GATEWAY_EVENT__BODY_HEARTBEAT;
+	ev.heartbeat = &hb;
+	event(&ev, "A", 2);            /* the old process */
+	join("A");                     /* its successor (boot 1) */
+	interest("A", "a", true, 0);
+	cr_assert_eq(rt_table_get(rt_router_table(r), RT_STREAM, "a", 1)->nh, 1);
+
+	event(&ev, "A", 2);            /* the old one's last heartbeat */
+	gw = rt_gws_find(rt_router_gws(r), "A", 1);
+	cr_assert_eq(gw->boot_id, 1, "a straggler took the gateway over");
+	cr_assert_eq(rt_table_get(rt_router_table(r), RT_STREAM, "a", 1)->nh, 1,
+		     "a straggler dropped the successor's streams");
+
+	cm_timer_start(loop, 1100, false, stop_loop, loop); /* past the 1-s window */
+	cm_loop_run(loop);
+	event(&ev, "A", 2);            /* a live second process under the id */
+	cr_assert_eq(gw->boot_id, 2, "the old boot id never counts again");
+}
+
 Test(rt_router, malformed_frames_are_counted_and_dropped)
 {
 	struct rt_stats st;
