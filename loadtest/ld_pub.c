@@ -134,10 +134,10 @@ static int read_replies(struct ld_pub *p, struct ld_pub_result *res, int wait_ms
 	return 0;
 }
 
-/* Sends n PUBLISH commands in one pipelined write; their replies are read
- * as they come (read_replies). */
+/* Sends n PUBLISH commands in one pipelined write, given up after hard_ns
+ * (-1); their replies are read as they come (read_replies). */
 static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned step, uint64_t n,
-			 uint32_t *published, struct ld_pub_result *res)
+			 uint64_t hard_ns, uint32_t *published, struct ld_pub_result *res)
 {
 	char chan[256];
 	int done = 0;
@@ -161,8 +161,16 @@ static int publish_batch(struct ld_pub *p, const struct ld_opts *o, unsigned ste
 		}
 		published[s]++;
 	}
-	/* a blocking socket: this returns once the batch is in the kernel */
+	/* a blocking socket: this returns once the batch is in the kernel.
+	 * Each write may wait up to the socket's timeout and come back having
+	 * written part of it; a Redis that keeps taking a little at a time is
+	 * given up at the step's hard end, so that a step stays within
+	 * ld_pub_step_max_s */
 	while (!done) {
+		if (ld_now_ns() > hard_ns) {
+			cm_error("redis: still taking one batch of PUBLISH commands at the step's hard end");
+			return -1;
+		}
 		if (redisBufferWrite(p->rc, &done) != REDIS_OK) {
 			cm_error("redis: %s", p->rc->errstr);
 			return -1;
@@ -224,7 +232,7 @@ int ld_pub_step(struct ld_pub *p, const struct ld_opts *o, unsigned step, double
 			if (behind > res->max_behind_ms)
 				res->max_behind_ms = behind;
 		}
-		if (publish_batch(p, o, step, n, published, res) < 0)
+		if (publish_batch(p, o, step, n, hard_ns, published, res) < 0)
 			return -1;
 		sent += n;
 	}

@@ -8,6 +8,8 @@
 #define ld_pub_step_max_s test_ld_pub_step_max_s
 #include "loadtest/ld_pub.c"
 
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,4 +80,83 @@ Test(ld_pub, bounds_a_step_by_its_worst_case)
 	 * blocked up to the 10-s socket timeout; 10 s for the last replies */
 	cr_assert_geq(test_ld_pub_step_max_s(10), 10 + 10 + 10 + 10);
 	cr_assert_geq(test_ld_pub_step_max_s(1), 1 + 5 + 10 + 10);
+}
+
+/* A publisher over loopback TCP (a Unix socket's send timeout starts again
+ * at every bit of progress; TCP's bounds the whole call, as with Redis). */
+static struct ld_pub *tcp_pub(int *redis)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	struct ld_pub *p = cm_xcalloc(1, sizeof(*p));
+	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(l >= 0 && c >= 0 && bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		  listen(l, 1) == 0 && getsockname(l, (struct sockaddr *)&a, &len) == 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	*redis = accept(l, NULL, NULL);
+	cr_assert(*redis >= 0);
+	close(l);
+	p->rc = redisConnectFd(c);
+	cr_assert(p->rc && !p->rc->err);
+	return p;
+}
+
+/* A Redis that takes a little of every write, never all of it: */
+struct trickle {
+	int fd;
+	volatile int stop;
+};
+
+static void *trickle_reader(void *arg)
+{
+	struct trickle *t = arg;
+	char buf[4096];
+
+	while (!t->stop) {
+		if (read(t->fd, buf, sizeof(buf)) <= 0)
+			break;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+/* ... one batch is given up at the step's hard end, however long each
+ * write makes a little progress: before, the write loop went on until the
+ * whole batch was in (here, minutes), past the bound ld_pub_step_max_s
+ * promises and the workers' deadline built on it. */
+Test(ld_pub, a_batch_redis_takes_only_a_little_of_is_given_up_at_the_hard_end, .timeout = 20)
+{
+	struct ld_opts o = { 0 };
+	struct ld_pub_result res = { 0 };
+	uint32_t published[1] = { 0 };
+	struct trickle t = { .stop = 0 };
+	struct ld_pub *p;
+	pthread_t th;
+	uint64_t t0;
+	int small = 4096;
+
+	o.payload = 1024;
+	o.streams = 1;
+	snprintf(o.redis_prefix, sizeof(o.redis_prefix), "herald");
+	snprintf(o.stream_prefix, sizeof(o.stream_prefix), "s");
+	p = tcp_pub(&t.fd);
+	p->streams = 1;
+	p->seq = cm_xcalloc(1, sizeof(*p->seq));
+	p->payload_cap = o.payload + LD_PAYLOAD_MIN;
+	p->payload = cm_xmalloc(p->payload_cap);
+	setsockopt(p->rc->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	redisSetTimeout(p->rc, (struct timeval){ 0, 200000 });
+	cr_assert_eq(pthread_create(&th, NULL, trickle_reader, &t), 0);
+
+	t0 = ld_now_ns();
+	/* 40000 messages of 1 KiB: about 40 MB at at most 2 MB/s (without the
+	 * bound this runs into the test's timeout) */
+	cr_assert_eq(publish_batch(p, &o, 0, 40000, t0 + 300000000ULL, published, &res), -1);
+	t.stop = 1;
+	shutdown(t.fd, SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(t.fd);
+	test_ld_pub_free(p);
 }
