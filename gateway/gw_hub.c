@@ -37,10 +37,12 @@ struct gw_batch {
 	struct cm_buf names;
 };
 
+struct ack;
+
 struct gw_ann {
 	struct gw_hnode h;
 	bool live;
-	uint64_t req;  /* the add waiting for its ack (struct ack's req) */
+	const struct ack *pending;  /* while not live: the add waiting for its ack */
 	char name[];
 };
 
@@ -55,7 +57,6 @@ struct gw_hub {
 	int sigfd;
 	unsigned drained, quiesced;
 	struct ack *acks;
-	uint64_t next_req;  /* numbers the interest adds (struct ack) */
 	bool draining, stopping;
 };
 
@@ -406,13 +407,12 @@ void gw_hub_post_waiters(struct gw_worker *from, const char *name, size_t n,
 }
 
 /* An interest add waiting for the router; listed so that the ones the
- * link never answers (it was freed first) are freed too. req numbers the
- * add; the stream's announcement keeps it, so the answer to an add that an
+ * link never answers (it was freed first) are freed too. The stream's
+ * announcement points at its own add, so the answer to an add that an
  * unsubscribe cancelled cannot settle a later add of the same stream. */
 struct ack {
 	struct ack *prev, *next;
 	struct gw_hub *h;
-	uint64_t req;
 	size_t n;
 	char name[];
 };
@@ -443,7 +443,8 @@ static void on_ack(void *arg, bool ok)
 	struct gw_ann *an = ann_find(&h->ann_s, a->name, a->n);
 
 	ack_unlink(h, a);
-	if (an && !an->live && an->req == a->req) {
+	if (an && !an->live && an->pending == a) {
+		an->pending = NULL;
 		if (ok) {
 			an->live = true;
 		} else {
@@ -495,7 +496,6 @@ static void reconcile(void *arg)
 	if (want && !an) {
 		struct ack *a = cm_xmalloc(sizeof(*a) + r->n + 1);
 		a->h = h;
-		a->req = ++h->next_req;
 		a->n = r->n;
 		memcpy(a->name, r->name, r->n);
 		a->name[r->n] = 0;
@@ -504,7 +504,7 @@ static void reconcile(void *arg)
 		if (h->acks)
 			h->acks->prev = a;
 		h->acks = a;
-		ann_add(&h->ann_s, r->name, r->n)->req = a->req;
+		ann_add(&h->ann_s, r->name, r->n)->pending = a;
 		gw_cluster_interest(h->cl, r->name, r->n, true, on_ack, a);
 	} else if (!want && an) {
 		gw_htab_remove(&h->ann_s, &an->h);
