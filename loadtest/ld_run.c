@@ -379,9 +379,9 @@ static void ramp(struct ld_parent *P, struct ld_sum *s, struct ld_ramp *r)
 		nanosleep(&ts, NULL);
 		progress(P);
 	}
-	/* also when cut short: the rate is the one achieved */
+	/* also when cut short: the rate is the one achieved (s is the sum
+	 * the loop just took) */
 	r->s = secs(P);
-	sum_workers(P, s);
 	r->opened = s->opened;
 	if (r->timed_out)
 		cm_warn("ramp did not finish within --ramp-timeout %g s: %llu of %u opened (%.0f/s)",
@@ -411,6 +411,20 @@ static unsigned count_step(struct ld_parent *P, int k)
 			return missing;
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* The parent's own memory for `workers` workers (the timeline comes once
+ * its length is known); parent_release frees it. */
+static void parent_alloc(struct ld_parent *P, unsigned workers)
+{
+	P->line_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->tl_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->tmp_lat = cm_xmalloc(sizeof(struct ld_hist));
+	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
+	ld_hist_init(P->line_lat);
+	ld_hist_init(P->tl_lat);
+	P->pids = cm_xcalloc(workers, sizeof(*P->pids));
+	P->alive = cm_xcalloc(workers, sizeof(*P->alive));
 }
 
 /* Unmaps the shared memory and frees what the parent allocated (not P). */
@@ -595,14 +609,7 @@ int ld_run(const struct ld_opts *o)
 		ld_pub_free(pub);
 		return 1;
 	}
-	P->line_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->tl_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->tmp_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
-	ld_hist_init(P->line_lat);
-	ld_hist_init(P->tl_lat);
-	P->pids = cm_xcalloc(o->workers, sizeof(*P->pids));
-	P->alive = cm_xcalloc(o->workers, sizeof(*P->alive));
+	parent_alloc(P, o->workers);
 
 	{
 		double total = run_max_s(o);

@@ -30,14 +30,7 @@ static struct parent *parent_new(unsigned workers)
 	t->o.timeline_ms = 1000;
 	P->o = &t->o;
 	cr_assert_eq(ld_shared_map(&P->sh, workers, t->o.streams), 0);
-	P->pids = cm_xcalloc(workers, sizeof(*P->pids));
-	P->alive = cm_xcalloc(workers, sizeof(*P->alive));
-	P->line_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->tl_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->tmp_lat = cm_xmalloc(sizeof(struct ld_hist));
-	P->diff_lat = cm_xmalloc(sizeof(struct ld_hist));
-	ld_hist_init(P->line_lat);
-	ld_hist_init(P->tl_lat);
+	parent_alloc(P, workers);
 	P->t0 = P->last_line_ns = P->last_tl_ns = ld_now_ns();
 	P->phase_name = "test";
 	return t;
