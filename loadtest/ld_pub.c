@@ -23,10 +23,22 @@ struct ld_pub {
 	uint64_t outstanding;   /* PUBLISH commands sent, reply not read yet */
 };
 
+/* A publisher on the connection rc (which it then owns). */
+static struct ld_pub *pub_new(redisContext *rc, const struct ld_opts *o)
+{
+	struct ld_pub *p = cm_xcalloc(1, sizeof(*p));
+
+	p->rc = rc;
+	p->streams = o->streams;
+	p->seq = cm_xcalloc(o->streams, sizeof(*p->seq));
+	p->payload_cap = o->payload + LD_PAYLOAD_MIN;
+	p->payload = cm_xmalloc(p->payload_cap);
+	return p;
+}
+
 struct ld_pub *ld_pub_connect(const struct ld_opts *o, char *err, size_t cap)
 {
 	struct timeval tv = { 2, 0 };
-	struct ld_pub *p;
 	redisContext *rc;
 	redisReply *r;
 
@@ -49,13 +61,7 @@ struct ld_pub *ld_pub_connect(const struct ld_opts *o, char *err, size_t cap)
 		return NULL;
 	}
 	freeReplyObject(r);
-	p = cm_xcalloc(1, sizeof(*p));
-	p->rc = rc;
-	p->streams = o->streams;
-	p->seq = cm_xcalloc(o->streams, sizeof(*p->seq));
-	p->payload_cap = o->payload + LD_PAYLOAD_MIN;
-	p->payload = cm_xmalloc(p->payload_cap);
-	return p;
+	return pub_new(rc, o);
 }
 
 void ld_pub_free(struct ld_pub *p)

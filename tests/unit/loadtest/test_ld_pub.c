@@ -13,15 +13,27 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The publishers' options: one stream, 1 KiB payloads. */
+static const struct ld_opts *test_opts(void)
+{
+	static struct ld_opts o;
+
+	o.payload = 1024;
+	o.streams = 1;
+	snprintf(o.redis_prefix, sizeof(o.redis_prefix), "herald");
+	snprintf(o.stream_prefix, sizeof(o.stream_prefix), "s");
+	return &o;
+}
+
 /* A publisher on one end of a socket pair with `outstanding` PUBLISH
  * commands sent; *redis is the end that plays Redis. */
 static struct ld_pub *pub_pair(uint64_t outstanding, int *redis)
 {
-	struct ld_pub *p = cm_xcalloc(1, sizeof(*p));
+	struct ld_pub *p;
 	int sv[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	p->rc = redisConnectFd(sv[0]);
+	p = pub_new(redisConnectFd(sv[0]), test_opts());
 	cr_assert(p->rc && !p->rc->err);
 	p->outstanding = outstanding;
 	*redis = sv[1];
@@ -88,7 +100,7 @@ static struct ld_pub *tcp_pub(int *redis)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t len = sizeof(a);
-	struct ld_pub *p = cm_xcalloc(1, sizeof(*p));
+	struct ld_pub *p;
 	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -98,7 +110,7 @@ static struct ld_pub *tcp_pub(int *redis)
 	*redis = accept(l, NULL, NULL);
 	cr_assert(*redis >= 0);
 	close(l);
-	p->rc = redisConnectFd(c);
+	p = pub_new(redisConnectFd(c), test_opts());
 	cr_assert(p->rc && !p->rc->err);
 	return p;
 }
@@ -128,7 +140,6 @@ static void *trickle_reader(void *arg)
  * promises and the workers' deadline built on it. */
 Test(ld_pub, a_batch_redis_takes_only_a_little_of_is_given_up_at_the_hard_end, .timeout = 20)
 {
-	struct ld_opts o = { 0 };
 	struct ld_pub_result res = { 0 };
 	uint32_t published[1] = { 0 };
 	struct trickle t = { .stop = 0 };
@@ -137,15 +148,7 @@ Test(ld_pub, a_batch_redis_takes_only_a_little_of_is_given_up_at_the_hard_end, .
 	uint64_t t0;
 	int small = 4096;
 
-	o.payload = 1024;
-	o.streams = 1;
-	snprintf(o.redis_prefix, sizeof(o.redis_prefix), "herald");
-	snprintf(o.stream_prefix, sizeof(o.stream_prefix), "s");
 	p = tcp_pub(&t.fd);
-	p->streams = 1;
-	p->seq = cm_xcalloc(1, sizeof(*p->seq));
-	p->payload_cap = o.payload + LD_PAYLOAD_MIN;
-	p->payload = cm_xmalloc(p->payload_cap);
 	setsockopt(p->rc->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	redisSetTimeout(p->rc, (struct timeval){ 0, 200000 });
 	cr_assert_eq(pthread_create(&th, NULL, trickle_reader, &t), 0);
@@ -153,7 +156,7 @@ Test(ld_pub, a_batch_redis_takes_only_a_little_of_is_given_up_at_the_hard_end, .
 	t0 = ld_now_ns();
 	/* 40000 messages of 1 KiB: about 40 MB at at most 2 MB/s (without the
 	 * bound this runs into the test's timeout) */
-	cr_assert_eq(publish_batch(p, &o, 0, 40000, t0 + 300000000ULL, published, &res), -1);
+	cr_assert_eq(publish_batch(p, test_opts(), 0, 40000, t0 + 300000000ULL, published, &res), -1);
 	t.stop = 1;
 	shutdown(t.fd, SHUT_RDWR);
 	pthread_join(th, NULL);
