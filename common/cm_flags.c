@@ -33,7 +33,7 @@ int cm_parse_duration_ms(const char *s, uint32_t *ms)
 	return 0;
 }
 
-int cm_parse_size(const char *s, uint32_t *out)
+int cm_parse_size64(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v, mul;
@@ -50,11 +50,23 @@ int cm_parse_size(const char *s, uint32_t *out)
 		mul = 1024;
 	else if (!strcmp(end, "m") || !strcmp(end, "M") || !strcmp(end, "MiB") || !strcmp(end, "MB"))
 		mul = 1024 * 1024;
+	else if (!strcmp(end, "g") || !strcmp(end, "G") || !strcmp(end, "GiB") || !strcmp(end, "GB"))
+		mul = 1024 * 1024 * 1024;
 	else
 		return -1;
-	if (v > UINT32_MAX / mul)
+	if (v > UINT64_MAX / mul)
 		return -1;
-	*out = (uint32_t)(v * mul);
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
+
+int cm_parse_size(const char *s, uint32_t *out)
+{
+	uint64_t v;
+
+	if (cm_parse_size64(s, &v) || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
 	return 0;
 }
 

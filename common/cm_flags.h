@@ -12,8 +12,10 @@
  * ("0.25"). At most 30 days. */
 int cm_parse_duration_ms(const char *s, uint32_t *ms);
 
-/* Bytes from "4096", "64k", "64KiB", "1M", "1MiB" (binary units). */
+/* Bytes from "4096", "64k", "64KiB", "1M", "1MiB", "2G", "2GiB" (binary
+ * units); cm_parse_size for a 32-bit field (below 4 GiB). */
 int cm_parse_size(const char *s, uint32_t *out);
+int cm_parse_size64(const char *s, uint64_t *out);
 
 /* A decimal integer within [min, max]; cm_parse_u32 for a 32-bit field. */
 int cm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);

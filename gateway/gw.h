@@ -90,7 +90,7 @@ enum gw_reason {
 	GW_R_CLIENT_CLOSE = 0, GW_R_EOF, GW_R_IO_ERROR, GW_R_PROTOCOL, GW_R_BAD_UTF8,
 	GW_R_TOO_BIG, GW_R_UNSUPPORTED, GW_R_IDLE, GW_R_SLOW, GW_R_DRAIN, GW_R_TOKEN,
 	GW_R_HANDSHAKE_TIMEOUT, GW_R_TLS_FAILED, GW_R_HTTP_REFUSED, GW_R_INTERNAL,
-	GW_R_CLOSED_BY_PEER_TLS, GW_R_MAX,
+	GW_R_CLOSED_BY_PEER_TLS, GW_R_OVERLOADED, GW_R_MAX,
 };
 extern const char *const gw_reason_names[GW_R_MAX];
 
@@ -109,6 +109,7 @@ struct gw_metrics {
 	atomic_ulong rate_limited, enobufs;
 	atomic_ulong accept_err[3];    /* failed accepts: EMFILE, ENFILE, other */
 	atomic_long open, conns, subs; /* gauges */
+	atomic_long queued;            /* gauge: bytes in write queues, per turn */
 };
 
 #define GW_INC(wk, field, v) \
@@ -157,7 +158,7 @@ struct gw_conn {
 	uint32_t exp_s;          /* token expiry (epoch seconds), 0 = none */
 	uint32_t tok_ms;         /* token bucket: last refill */
 	uint32_t tokens;         /* token bucket, in thousandths */
-	uint32_t queued;         /* bytes queued (not yet sent) */
+	uint32_t queued;         /* bytes queued (not yet sent), in w->queued too */
 	SSL *ssl;
 	char *hs;                /* request head being assembled (GW_S_HTTP) */
 	struct gw_wq *wq;
@@ -200,6 +201,11 @@ struct gw_worker {
 	uint32_t nfree, capfree;
 	uint32_t nconns;          /* slots in use */
 	uint64_t epoch_ms;
+	/* Bytes in the write queues of all its connections (the sum of their
+	 * `queued`), and this worker's share of --max-queued-total (UINT64_MAX:
+	 * no limit). TLS records already encrypted, at most about two batches
+	 * per connection, are outside both. */
+	uint64_t queued, queued_limit;
 	/* end-of-turn work */
 	uint32_t *dirty, ndirty, capdirty;
 	uint32_t *rearm, nrearm, caprearm;

@@ -28,7 +28,7 @@ const char *const gw_reason_names[GW_R_MAX] = {
 	[GW_R_SLOW] = "slow_consumer", [GW_R_DRAIN] = "drain", [GW_R_TOKEN] = "token_expired",
 	[GW_R_HANDSHAKE_TIMEOUT] = "handshake_timeout", [GW_R_TLS_FAILED] = "tls_failed",
 	[GW_R_HTTP_REFUSED] = "http_refused", [GW_R_INTERNAL] = "internal",
-	[GW_R_CLOSED_BY_PEER_TLS] = "tls_close_notify",
+	[GW_R_CLOSED_BY_PEER_TLS] = "tls_close_notify", [GW_R_OVERLOADED] = "overloaded",
 };
 const int gw_http_statuses[GW_H_MAX] = { 400, 401, 404, 405, 426, 431, 503, 505 };
 
@@ -88,25 +88,32 @@ static struct gw_conn *conn_alloc(struct gw_worker *w)
 	return c;
 }
 
+/* Bytes leave a connection's write queue (sent, encrypted or dropped). */
+static inline void queued_sub(struct gw_worker *w, struct gw_conn *c, uint32_t n)
+{
+	c->queued -= n;
+	w->queued -= n;
+}
+
 static void wq_free(struct gw_conn *c)
 {
 	struct gw_wq *q = c->wq;
 
+	CM_ASSERT(c->queued == 0);
 	free(q->sv);
 	free(q->p);
 	free(q);
 	c->wq = NULL;
-	c->queued = 0;
 }
 
-static void wq_drop(struct gw_conn *c, uint32_t from)
+static void wq_drop(struct gw_worker *w, struct gw_conn *c, uint32_t from)
 {
 	struct gw_wq *q = c->wq;
 
 	if (!q)
 		return;
 	for (uint32_t i = from; i < q->n; i++) {
-		c->queued -= q->p[i]->len - (i == 0 ? q->head_off : 0);
+		queued_sub(w, c, q->p[i]->len - (i == 0 ? q->head_off : 0));
 		cm_packet_unref(q->p[i]);
 	}
 	q->n = from;
@@ -131,7 +138,7 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 	CM_ASSERT(c->inflight == 0 && c->state == GW_S_DEAD);
 	if (c->fd >= 0)
 		close(c->fd);
-	wq_drop(c, 0);
+	wq_drop(w, c, 0);
 	tout_free(c);
 	if (c->ssl)
 		SSL_free(c->ssl);
@@ -210,7 +217,7 @@ static void conn_kill(struct gw_worker *w, struct gw_conn *c, enum gw_reason why
 	c->state = GW_S_DEAD;
 	/* completes the armed receive (res 0) and any send in flight */
 	shutdown(c->fd, SHUT_RDWR);
-	wq_drop(c, c->wq ? c->wq->nflight : 0);
+	wq_drop(w, c, c->wq ? c->wq->nflight : 0);
 	if (c->tout) {
 		free(c->tout->out);
 		c->tout->out = NULL;
@@ -240,6 +247,7 @@ static void enqueue(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 	}
 	q->p[q->n++] = p;
 	c->queued += p->len;
+	w->queued += p->len;
 	mark_dirty(w, c);
 }
 
@@ -284,6 +292,19 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, uint16_t code, const 
 	conn_closing(w, c, cm_packet_frame(CM_WS_CLOSE, buf, n), why);
 }
 
+/* Drops a client's backlog and closes it with code. The queue is cut at a
+ * frame boundary: the frames in flight stay, and so does a first frame
+ * partly sent or encrypted (head_off), or the close frame would land inside
+ * it. */
+static void cut_off(struct gw_worker *w, struct gw_conn *c, uint16_t code, const char *reason,
+		    enum gw_reason why)
+{
+	struct gw_wq *q = c->wq;
+
+	wq_drop(w, c, !q ? 0 : q->nflight ? q->nflight : q->head_off ? 1 : 0);
+	gw_conn_close(w, c, code, reason, why);
+}
+
 void gw_conn_push(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 {
 	if (c->state != GW_S_OPEN)
@@ -297,12 +318,20 @@ void gw_conn_push(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 	 * as base64) would cut off a client that keeps up. */
 	if (pending && pending + p->len > w->gw->o->max_queued) {
 		GW_INC(w, slow, 1);
-		/* cut the queue at a frame boundary: the frames in flight stay,
-		 * and so does a first frame partly sent or encrypted (head_off),
-		 * or the close frame would land inside it */
-		wq_drop(c, !c->wq ? 0 : c->wq->nflight ? c->wq->nflight : c->wq->head_off ? 1 : 0);
-		gw_conn_close(w, c, CM_WS_CLOSE_POLICY, "slow consumer", GW_R_SLOW);
+		cut_off(w, c, CM_WS_CLOSE_POLICY, "slow consumer", GW_R_SLOW);
 		return;
+	}
+	/* Past the worker's share of --max-queued-total, a client whose backlog
+	 * is above its fair share of that budget goes (1013), the others still
+	 * queue: when the total is over, some backlog is above the share, and
+	 * those under it add at most the budget again. A broadcast's packet
+	 * is shared, so the budget counts it once per client, as a bound. */
+	if (w->queued + p->len > w->queued_limit && pending) {
+		long open = atomic_load_explicit(&w->m.open, memory_order_relaxed);
+		if (pending > w->queued_limit / (uint64_t)(open > 0 ? open : 1)) {
+			cut_off(w, c, CM_WS_CLOSE_OVERLOADED, "overloaded", GW_R_OVERLOADED);
+			return;
+		}
 	}
 	cm_packet_ref(p);
 	enqueue(w, c, p);
@@ -615,7 +644,7 @@ static void command(struct gw_worker *w, struct gw_conn *c, const uint8_t *data,
  * client pinging without reading then holds one pong, not a 2-byte packet
  * (some 40 bytes of memory) per ping, 20 times what --max-queued-bytes
  * allows. */
-static void pong_unqueue(struct gw_conn *c)
+static void pong_unqueue(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_wq *q = c->wq;
 	uint32_t last;
@@ -626,7 +655,7 @@ static void pong_unqueue(struct gw_conn *c)
 	if (last < q->nflight || (last == 0 && q->head_off))
 		return;
 	if (cm_packet_bytes(q->p[last])[0] == (0x80 | CM_WS_PONG))
-		wq_drop(c, last);
+		wq_drop(w, c, last);
 }
 
 static int on_ws_msg(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
@@ -650,7 +679,7 @@ static int on_ws_msg(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
 		command(w, c, data, len);
 		break;
 	case CM_WS_PING:
-		pong_unqueue(c);
+		pong_unqueue(w, c);
 		p = cm_packet_frame(CM_WS_PONG, data, len);
 		gw_conn_push(w, c, p);
 		cm_packet_unref(p);
@@ -822,7 +851,7 @@ static void tls_flush(struct gw_worker *w, struct gw_conn *c)
 				conn_kill(w, c, GW_R_TLS_FAILED);
 				return;
 			}
-			c->queued -= (uint32_t)chunk;
+			queued_sub(w, c, (uint32_t)chunk);
 			for (uint32_t i = 0; i < used; i++)
 				cm_packet_unref(q->p[i]);
 			memmove(q->p, q->p + used, (q->n - used) * sizeof(*q->p));
@@ -892,12 +921,12 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 			size_t rem = q->p[done]->len - q->head_off;
 			if (left < rem) {
 				q->head_off += (uint32_t)left;
-				c->queued -= (uint32_t)left;
+				queued_sub(w, c, (uint32_t)left);
 				left = 0;
 				break;
 			}
 			left -= rem;
-			c->queued -= (uint32_t)rem;
+			queued_sub(w, c, (uint32_t)rem);
 			q->head_off = 0;
 			cm_packet_unref(q->p[done++]);
 		}
@@ -905,7 +934,7 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 		q->n -= done;
 		q->nflight = 0;
 		if (!q->n || c->state == GW_S_DEAD)
-			wq_drop(c, 0);
+			wq_drop(w, c, 0);
 	}
 	if (res < 0) {
 		conn_kill(w, c, GW_R_IO_ERROR);
@@ -1113,6 +1142,7 @@ void gw_worker_turn(void *arg)
 		flush(w, c);
 	}
 	w->ndirty = 0;
+	atomic_store_explicit(&w->m.queued, (long)w->queued, memory_order_relaxed);
 	if (w->draining && !w->drain_reported && w->nconns == 0) {
 		w->drain_reported = true;
 		gw_hub_post_drained(w);

@@ -32,6 +32,9 @@ static const char usage[] =
 	"  --max-conns N              open connections (default 100000; 503 beyond)\n"
 	"  --max-message-bytes N      client message limit (default 64KiB; 1009 beyond)\n"
 	"  --max-queued-bytes N       queued bytes per connection (default 1MiB; 1008)\n"
+	"  --max-queued-total N       queued bytes across the gateway (default 1GiB;\n"
+	"                             0: none); beyond it, a client whose backlog is\n"
+	"                             above its fair share is closed with 1013\n"
 	"  --sndbuf N                 SO_SNDBUF per client socket (default 0: kernel\n"
 	"                             autotuning); small bounds kernel memory per slow\n"
 	"                             client, at the cost of throughput to far clients\n"
@@ -47,11 +50,11 @@ static const char usage[] =
 	"  --recv-buffer-size N       bytes each (4096)\n"
 	"  --log-level L              debug|info|warn|error (default info)\n"
 	"  --help                     this text\n"
-	"Durations: seconds, or with a suffix ms/s/m (500ms). Sizes: bytes or k/KiB/m/MiB.\n";
+	"Durations: seconds, or with a suffix ms/s/m (500ms). Sizes: bytes or k/KiB/m/MiB/g/GiB.\n";
 
 enum {
 	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
-	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_SNDBUF, O_PING, O_IDLE, O_HS, O_DRAIN,
+	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_MAXQT, O_SNDBUF, O_PING, O_IDLE, O_HS, O_DRAIN,
 	O_PUB, O_RATE, O_BURST, O_MAXSUBS, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
 	O_TKFILE, O_TKPERIOD,
 };
@@ -71,6 +74,7 @@ static const struct option longopts[] = {
 	{ "max-conns", required_argument, NULL, O_MAXCONNS },
 	{ "max-message-bytes", required_argument, NULL, O_MAXMSG },
 	{ "max-queued-bytes", required_argument, NULL, O_MAXQ },
+	{ "max-queued-total", required_argument, NULL, O_MAXQT },
 	{ "sndbuf", required_argument, NULL, O_SNDBUF },
 	{ "ping-interval", required_argument, NULL, O_PING },
 	{ "idle-timeout", required_argument, NULL, O_IDLE },
@@ -206,6 +210,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	o->max_conns = 100000;
 	o->max_message = 64 * 1024;
 	o->max_queued = 1024 * 1024;
+	o->max_queued_total = 1024ull * 1024 * 1024;
 	o->ping_ms = 25000;
 	o->idle_ms = 60000;
 	o->handshake_ms = 10000;
@@ -311,6 +316,11 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_MAXQ:
 			if (cm_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return cm_flag_fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
+			break;
+		case O_MAXQT:
+			if (cm_parse_size64(v, &o->max_queued_total) ||
+			    (o->max_queued_total && o->max_queued_total < 1024))
+				return cm_flag_fail(err, errcap, "--max-queued-total: bad size '%s'", v);
 			break;
 		case O_SNDBUF:
 			if (cm_parse_size(v, &o->sndbuf) || o->sndbuf > 64u * 1024 * 1024)

@@ -39,6 +39,7 @@ struct gw_opts {
 	uint32_t max_conns;
 	uint32_t max_message;       /* bytes */
 	uint32_t max_queued;        /* bytes */
+	uint64_t max_queued_total;  /* bytes across the gateway's workers, 0: no limit */
 	uint32_t sndbuf;            /* SO_SNDBUF of client sockets, 0: kernel autotuning */
 	uint32_t ping_ms, idle_ms, handshake_ms, drain_ms;
 	enum gw_pub_policy pub;

@@ -52,6 +52,7 @@ static struct gw_worker *worker_new(struct gw *g, unsigned id)
 		exit(1);
 	}
 	w->epoch_ms = cm_now_ms();
+	w->queued_limit = g->o->max_queued_total ? g->o->max_queued_total / g->nworkers : UINT64_MAX;
 	gw_wheel_init(&w->wheel, 1024, tick_ms_for(g->o), w->epoch_ms, gw_wheel_link_of, w);
 	gw_htab_init(&w->lstreams);
 	w->ping = cm_packet_frame(CM_WS_PING, NULL, 0);

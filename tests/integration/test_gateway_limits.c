@@ -3,8 +3,9 @@
  * leave; half-open connections past what the descriptors allow are ended,
  * not left in the backlog), --sndbuf bounding what a client that never
  * reads can park in the kernel, so --max-queued-bytes cuts it off, with
- * whole frames before its close 1008, and a client that pings without
- * reading holding one queued pong, not one per ping. */
+ * whole frames before its close 1008, --max-queued-total closing (1013)
+ * the backlogs above their share of the gateway's budget, and a client that
+ * pings without reading holding one queued pong, not one per ping. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -193,8 +194,9 @@ Test(gateway_limits, sndbuf_lets_max_queued_bytes_cut_off_a_client_that_never_re
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
-/* Reads the slow client's backlog: whole frames, then the close frame. */
-static void expect_whole_frames_then_1008(struct th_ws *slow, size_t size)
+/* Reads the slow client's backlog: whole frames, then the close frame with
+ * code. */
+static void expect_whole_frames_then(struct th_ws *slow, size_t size, uint16_t code)
 {
 	struct th_ws_msg m;
 	int r, pushes = 0;
@@ -211,7 +213,7 @@ static void expect_whole_frames_then_1008(struct th_ws *slow, size_t size)
 	}
 	cr_assert_eq(r, 1, "after %d whole pushes the stream broke (a frame cut short?)", pushes);
 	cr_assert(slow->got_close);
-	cr_assert_eq(slow->close_code, 1008, "close code %u", slow->close_code);
+	cr_assert_eq(slow->close_code, code, "close code %u, want %u", slow->close_code, code);
 }
 
 /* Publishes n messages of size bytes (filled with letters from `fill`) in
@@ -273,8 +275,108 @@ Test(gateway_limits, tls_slow_consumer_cut_mid_frame_gets_the_frame_then_1008)
 		publish_together(pub, "flood", size, 1, (char)('c' + i));
 	cr_assert(TH_WAIT(slow_closes(&gw) >= 1, 5000), "slow-consumer closes: %g",
 		  slow_closes(&gw));
-	expect_whole_frames_then_1008(slow, size);
+	expect_whole_frames_then(slow, size, 1008);
 	th_ws_free(slow);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+static double queued_bytes(const struct th_gw *gw)
+{
+	return th_gw_metric(gw, "herald_gateway_queued_bytes", NULL);
+}
+
+static double overload_closes(const struct th_gw *gw)
+{
+	return th_gw_metric(gw, "herald_gateway_connections_closed_total", "overloaded");
+}
+
+/* --max-queued-total: two clients that never read, each far below
+ * --max-queued-bytes (1 MiB), hold more than the gateway's budget between
+ * them; each is above its fair share (budget / open connections), so each
+ * is closed with 1013, after whole frames, while the client that keeps up
+ * gets every message and stays. */
+Test(gateway_limits, max_queued_total_closes_the_backlogs_above_their_share_with_1013)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){
+				 .threads = 1,
+				 .extra = { "--sndbuf", "16k", "--max-queued-total", "128k",
+					    "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
+	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
+	struct th_ws *slow1 = th_ws_connect(&so);
+	so.target = "/ws?user=slow2";
+	struct th_ws *slow2 = th_ws_connect(&so);
+	cr_assert(slow1 && slow1->upgraded && slow2 && slow2->upgraded);
+	cr_assert_eq(th_ws_subscribe(slow1, "flood"), 0);
+	cr_assert_eq(th_ws_subscribe(slow2, "flood"), 0);
+	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
+	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
+	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+
+	/* 1 MB: each slow client's backlog passes 128k, far from 1 MiB */
+	const size_t size = 16 * 1024;
+	const int count = 64;
+	th_ws_flood(pub, fast, "flood", size, count);
+	cr_assert(TH_WAIT(overload_closes(&gw) == 2, 5000), "overload closes: %g",
+		  overload_closes(&gw));
+	cr_assert_eq(slow_closes(&gw), 0);
+	cr_assert(TH_WAIT(ccu(&gw) == 2, 5000), "ccu %g", ccu(&gw));
+	expect_whole_frames_then(slow1, size, 1013);
+	expect_whole_frames_then(slow2, size, 1013);
+	/* the budget's count went back with the queues */
+	cr_assert(TH_WAIT(queued_bytes(&gw) == 0, 5000), "queued bytes %g", queued_bytes(&gw));
+	cr_assert_eq(th_ws_publish(pub, "flood", "after", 5), 0);
+	struct cm_smsg pm;
+	cr_assert_eq(th_ws_next_push(fast, &pm, 5000), 1);
+	cr_assert_eq(pm.offset, (uint64_t)count + 1);
+	cm_smsg_release(&pm);
+	th_ws_free(slow1);
+	th_ws_free(slow2);
+	th_ws_free(fast);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+/* With --max-queued-total 0 nothing is cut below --max-queued-bytes, and
+ * herald_gateway_queued_bytes shows what the clients that never read hold,
+ * until they go (plain and TLS alike: a TLS flush moves bytes from the
+ * queue into records). */
+Test(gateway_limits, queued_bytes_shows_the_backlogs_and_no_total_means_no_1013)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){
+				 .tls_cert_kind = "ec", .threads = 1,
+				 .extra = { "--sndbuf", "16k", "--max-queued-total", "0",
+					    "--max-queued-bytes", "4m", "--cmd-rate", "100000",
+					    "--cmd-burst", "100000", NULL } });
+	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
+	struct th_ws *slow1 = th_ws_connect(&so);
+	struct th_ws_opts to = { .port = gw.tls_port, .target = "/ws?user=slow2", .tls = true,
+				 .rcvbuf = 4096 };
+	struct th_ws *slow2 = th_ws_connect(&to);
+	cr_assert(slow1 && slow1->upgraded && slow2 && slow2->upgraded);
+	cr_assert_eq(th_ws_subscribe(slow1, "flood"), 0);
+	cr_assert_eq(th_ws_subscribe(slow2, "flood"), 0);
+	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
+	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
+	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+
+	const size_t size = 16 * 1024;
+	const int count = 64;
+	th_ws_flood(pub, fast, "flood", size, count);
+	/* 1 MB each, less what the kernel took (a 16k send buffer, a 4k
+	 * receive buffer) and, for TLS, up to two 64-KiB batches of records */
+	cr_assert(TH_WAIT(queued_bytes(&gw) > 1.5e6, 5000), "queued bytes %g", queued_bytes(&gw));
+	cr_assert_eq(overload_closes(&gw), 0);
+	cr_assert_eq(slow_closes(&gw), 0);
+	th_ws_free(slow1);
+	cr_assert(TH_WAIT(queued_bytes(&gw) > 0 && queued_bytes(&gw) < 1.1e6, 5000),
+		  "queued bytes %g after the plain client left", queued_bytes(&gw));
+	th_ws_free(slow2);
+	cr_assert(TH_WAIT(queued_bytes(&gw) == 0, 5000), "queued bytes %g", queued_bytes(&gw));
+	cr_assert_eq(ccu(&gw), 2);
+	th_ws_free(fast);
 	th_ws_free(pub);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }

@@ -44,7 +44,18 @@ Test(cm_flags, sizes_take_binary_units)
 	cr_assert_eq(v, 3);
 	cr_assert_eq(cm_parse_size("5000M", &v), -1);
 	cr_assert_eq(cm_parse_size("-1", &v), -1);
-	cr_assert_eq(cm_parse_size("1G", &v), -1);
+	cr_assert_eq(cm_parse_size("4G", &v), -1);
+	cr_assert_eq(cm_parse_size("3G", &v), 0);
+	cr_assert_eq(v, 3221225472u);
+
+	uint64_t w = 0;
+	cr_assert_eq(cm_parse_size64("8GiB", &w), 0);
+	cr_assert_eq(w, 8589934592ull);
+	cr_assert_eq(cm_parse_size64("0", &w), 0);
+	cr_assert_eq(w, 0);
+	cr_assert_eq(cm_parse_size64("17179869184G", &w), -1);
+	cr_assert_eq(cm_parse_size64("1T", &w), -1);
+	cr_assert_eq(w, 0);
 }
 
 Test(cm_flags, uints_are_bounded_and_whole)

@@ -40,6 +40,7 @@ Test(gw_opts, defaults_match_the_contract)
 	cr_assert_eq(o.max_conns, 100000);
 	cr_assert_eq(o.max_message, 65536);
 	cr_assert_eq(o.max_queued, 1048576);
+	cr_assert_eq(o.max_queued_total, 1073741824ull);
 	cr_assert_eq(o.ping_ms, 25000);
 	cr_assert_eq(o.idle_ms, 60000);
 	cr_assert_eq(o.handshake_ms, 10000);
@@ -84,7 +85,8 @@ Test(gw_opts, parses_every_flag)
 	int r = parse(&o, err, "--listen", "127.0.0.1:1", "--tls-listen", "[::1]:2", "--cert", "c",
 		      "--key", "k", "--threads", "3", "--id", "gw-a", "--redis", "none",
 		      "--redis-prefix", "hx", "--auth", "none", "--admin", "none", "--max-conns", "7",
-		      "--max-message-bytes", "2KiB", "--max-queued-bytes", "1M", "--ping-interval",
+		      "--max-message-bytes", "2KiB", "--max-queued-bytes", "1M",
+		      "--max-queued-total", "6GiB", "--ping-interval",
 		      "500ms", "--idle-timeout", "2", "--handshake-timeout", "1.5s",
 		      "--drain-timeout", "0", "--client-publish", "chat:,news", "--cmd-rate", "5",
 		      "--cmd-burst", "9", "--max-subscriptions", "4", "--recv-buffers", "64", "--recv-buffer-size", "8k",
@@ -100,6 +102,7 @@ Test(gw_opts, parses_every_flag)
 	cr_assert_eq(o.max_conns, 7);
 	cr_assert_eq(o.max_message, 2048);
 	cr_assert_eq(o.max_queued, 1048576);
+	cr_assert_eq(o.max_queued_total, 6ull << 30);
 	cr_assert_eq(o.ping_ms, 500);
 	cr_assert_eq(o.idle_ms, 2000);
 	cr_assert_eq(o.handshake_ms, 1500);
@@ -122,7 +125,8 @@ Test(gw_opts, rejects_bad_values_with_one_line)
 		{ "--auth", "basic" }, { "--max-conns", "-1" }, { "--ping-interval", "5h" },
 		{ "--idle-timeout", "" }, { "--max-message-bytes", "12QB" },
 		{ "--client-publish", "a,,b" }, { "--client-publish", "bad name" },
-		{ "--recv-buffers", "100" }, { "--log-level", "loud" }, { "--redis", "host" },
+		{ "--recv-buffers", "100" }, { "--max-queued-total", "512" },
+		{ "--max-queued-total", "1T" }, { "--log-level", "loud" }, { "--redis", "host" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct gw_opts o;
