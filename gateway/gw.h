@@ -55,7 +55,8 @@ enum { GW_OP_RECV = 1, GW_OP_SEND = 2 };
  * same moment: sized to it, 100k such buffers are 25 MiB of shared small
  * pages rather than 100k fresh 4 KiB pages, each a page fault to map. */
 #define GW_TLS_OUT_MIN 256
-#define GW_CLOSE_GRACE_MS 1000  /* after our close frame: wait for the peer's FIN */
+#define GW_CLOSE_FLUSH_MS 5000  /* closing: for our last bytes to reach the socket */
+#define GW_CLOSE_GRACE_MS 1000  /* after our FIN: wait for the peer's */
 
 static inline uint64_t gw_ud(uint32_t idx, uint32_t gen, unsigned op)
 {

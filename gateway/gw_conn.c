@@ -252,7 +252,10 @@ static void enqueue(struct gw_worker *w, struct gw_conn *c, struct cm_packet *p)
 }
 
 /* Graceful close: the last bytes (close frame or HTTP response) go out,
- * then FIN, then we wait (briefly) for the peer's FIN. */
+ * then FIN, then we wait (briefly) for the peer's FIN. A client that is
+ * behind gets GW_CLOSE_FLUSH_MS to take the frames in flight and the close
+ * frame after them (a slow consumer's 1008 is behind a full send buffer);
+ * the GW_CLOSE_GRACE_MS for its FIN starts with ours. */
 static void conn_closing(struct gw_worker *w, struct gw_conn *c, struct cm_packet *last,
 			 enum gw_reason why)
 {
@@ -265,7 +268,7 @@ static void conn_closing(struct gw_worker *w, struct gw_conn *c, struct cm_packe
 		enqueue(w, c, last);
 	else
 		mark_dirty(w, c);
-	gw_wheel_add(&w->wheel, c->idx, cm_loop_now(w->loop) + GW_CLOSE_GRACE_MS);
+	gw_wheel_add(&w->wheel, c->idx, cm_loop_now(w->loop) + GW_CLOSE_FLUSH_MS);
 }
 
 void gw_conn_close(struct gw_worker *w, struct gw_conn *c, uint16_t code, const char *reason,
@@ -773,11 +776,11 @@ static void tls_input(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 
 static void send_done_closing(struct gw_worker *w, struct gw_conn *c)
 {
-	(void)w;
 	if (c->state == GW_S_CLOSING && !(c->flags & GW_F_SHUTWR) && !c->wq &&
 	    (!c->tout || (!c->tout->out_len && !c->tout->fly))) {
 		c->flags |= GW_F_SHUTWR;
 		shutdown(c->fd, SHUT_WR);
+		gw_wheel_add(&w->wheel, c->idx, cm_loop_now(w->loop) + GW_CLOSE_GRACE_MS);
 	}
 }
 

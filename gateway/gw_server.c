@@ -107,7 +107,8 @@ int gw_run(struct gw_opts *o)
 		 * descriptors; the admin listener and its clients, the Redis links.
 		 * 32 + 8 per thread covers them with room to spare. Beyond that, a
 		 * refusal needs a descriptor too: the refused socket lives until its
-		 * 503 is sent and the peer closes (up to GW_CLOSE_GRACE_MS), so keep
+		 * 503 is sent and the peer closes (up to GW_CLOSE_GRACE_MS once
+		 * the 503 is out, GW_CLOSE_FLUSH_MS at most before), so keep
 		 * 1% of the limit (at least 32) for connections in handshake or being
 		 * refused. Without this, accept fails with EMFILE past the limit and
 		 * clients wait in the backlog until their own timeouts. */

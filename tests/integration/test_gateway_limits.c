@@ -216,6 +216,39 @@ static void expect_whole_frames_then(struct th_ws *slow, size_t size, uint16_t c
 	cr_assert_eq(slow->close_code, code, "close code %u, want %u", slow->close_code, code);
 }
 
+/* A slow consumer's close frame waits behind the frames in flight, and they
+ * wait for the client to read. One that reads only 2.5 s after it was cut,
+ * past the 1 s the gateway then waits for a FIN, still gets whole frames and
+ * its 1008: the FIN's grace starts when the close frame is out. */
+Test(gateway_limits, a_slow_consumer_that_reads_late_still_gets_whole_frames_and_1008)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){
+				 .threads = 1,
+				 .extra = { "--sndbuf", "16k", "--max-queued-bytes", "64k",
+					    "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
+	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow", .rcvbuf = 4096 };
+	struct th_ws *slow = th_ws_connect(&so);
+	cr_assert(slow && slow->upgraded);
+	cr_assert_eq(th_ws_subscribe(slow, "flood"), 0);
+	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
+	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
+	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+
+	const size_t size = 16 * 1024;
+	th_ws_flood(pub, fast, "flood", size, 32);
+	cr_assert(TH_WAIT(slow_closes(&gw) >= 1, 5000), "slow-consumer closes: %g",
+		  slow_closes(&gw));
+	usleep(2500 * 1000);
+	expect_whole_frames_then(slow, size, 1008);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections", NULL) == 2, 5000),
+		  "the slow consumer's connection is still held");
+	th_ws_free(slow);
+	th_ws_free(fast);
+	th_ws_free(pub);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
 /* Publishes n messages of size bytes (filled with letters from `fill`) in
  * one write, so that they reach the gateway together, and waits for the n
  * replies. */
