@@ -42,7 +42,7 @@ enum {
 	GW_K_ACCEPT,          /* payload: listener (0 plain, 1 tls) */
 };
 
-enum { GW_OP_RECV = 1, GW_OP_SEND = 2 };
+enum { GW_OP_RECV = 1, GW_OP_SEND = 2, GW_OP_SHUT = 3 };
 
 #define GW_GEN_MASK 0xfffffu
 #define GW_CHUNK_SHIFT 10
@@ -84,6 +84,7 @@ enum {
 	GW_F_SHUTWR = 1 << 7,   /* FIN sent */
 	GW_F_CLOSED_COUNTED = 1 << 8,
 	GW_F_DEAD_LISTED = 1 << 9,
+	GW_F_FIXED = 1 << 10,   /* fd is a slot of the ring's file table (= idx) */
 };
 
 /* Close reasons (metrics label, counted once per connection). */
@@ -145,7 +146,7 @@ struct gw_tlsout {
 struct gw_lsub;
 
 struct gw_conn {
-	int fd;
+	int fd;                  /* a descriptor, or with GW_F_FIXED a file-table slot */
 	uint32_t idx;            /* slot index */
 	uint32_t gen;
 	uint8_t state;
@@ -207,6 +208,9 @@ struct gw_worker {
 	 * no limit). TLS records already encrypted, at most about two batches
 	 * per connection, are outside both. */
 	uint64_t queued, queued_limit;
+	/* Slots of the ring's registered file table (0: none). A connection in
+	 * a slot below it has no descriptor: see gw_fixed_files_ok(). */
+	uint32_t nfixed;
 	/* end-of-turn work */
 	uint32_t *dirty, ndirty, capdirty;
 	uint32_t *rearm, nrearm, caprearm;

@@ -136,8 +136,13 @@ static void accept_retry(void *arg);
 static void conn_free(struct gw_worker *w, struct gw_conn *c)
 {
 	CM_ASSERT(c->inflight == 0 && c->state == GW_S_DEAD);
-	if (c->fd >= 0)
+	if (c->flags & GW_F_FIXED) {
+		/* the slot's reference was the last: the socket closes now */
+		int none = -1;
+		io_uring_register_files_update(cm_loop_ring(w->loop), (unsigned)c->fd, &none, 1);
+	} else if (c->fd >= 0) {
 		close(c->fd);
+	}
 	wq_drop(w, c, 0);
 	tout_free(c);
 	if (c->ssl)
@@ -163,12 +168,38 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 
 /* ------------------------------------------------------------ ring ops */
 
+/* An operation on c's socket: c->fd names a slot of the file table when
+ * the connection is GW_F_FIXED. */
+static inline void sqe_on(struct io_uring_sqe *sqe, const struct gw_conn *c)
+{
+	if (c->flags & GW_F_FIXED)
+		sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* shutdown(2), or for a socket with no descriptor its ring operation, which
+ * goes with this turn's submit (counted in flight: the slot outlives it). */
+static void conn_shutdown(struct gw_worker *w, struct gw_conn *c, int how)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(c->flags & GW_F_FIXED)) {
+		shutdown(c->fd, how);
+		return;
+	}
+	sqe = cm_loop_sqe(w->loop);
+	io_uring_prep_shutdown(sqe, c->fd, how);
+	sqe_on(sqe, c);
+	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_SHUT));
+	c->inflight++;
+}
+
 static void arm_recv(struct gw_worker *w, struct gw_conn *c)
 {
 	struct io_uring_sqe *sqe = cm_loop_sqe(w->loop);
 
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe_on(sqe, c);
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_RECV));
 	c->flags |= GW_F_RECV;
@@ -216,7 +247,7 @@ static void conn_kill(struct gw_worker *w, struct gw_conn *c, enum gw_reason why
 	conn_leave(w, c, why);
 	c->state = GW_S_DEAD;
 	/* completes the armed receive (res 0) and any send in flight */
-	shutdown(c->fd, SHUT_RDWR);
+	conn_shutdown(w, c, SHUT_RDWR);
 	wq_drop(w, c, c->wq ? c->wq->nflight : 0);
 	if (c->tout) {
 		free(c->tout->out);
@@ -779,7 +810,7 @@ static void send_done_closing(struct gw_worker *w, struct gw_conn *c)
 	if (c->state == GW_S_CLOSING && !(c->flags & GW_F_SHUTWR) && !c->wq &&
 	    (!c->tout || (!c->tout->out_len && !c->tout->fly))) {
 		c->flags |= GW_F_SHUTWR;
-		shutdown(c->fd, SHUT_WR);
+		conn_shutdown(w, c, SHUT_WR);
 		gw_wheel_add(&w->wheel, c->idx, cm_loop_now(w->loop) + GW_CLOSE_GRACE_MS);
 	}
 }
@@ -813,6 +844,7 @@ static void plain_flush(struct gw_worker *w, struct gw_conn *c)
 		v->msg.msg_iovlen = k;
 		io_uring_prep_sendmsg(sqe, c->fd, &v->msg, MSG_NOSIGNAL);
 	}
+	sqe_on(sqe, c);
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_SEND));
 	c->flags |= GW_F_SEND;
 	c->inflight++;
@@ -878,6 +910,7 @@ static void tls_flush(struct gw_worker *w, struct gw_conn *c)
 		return;
 	sqe = cm_loop_sqe(w->loop);
 	io_uring_prep_send(sqe, c->fd, t->fly + t->fly_off, t->fly_len - t->fly_off, MSG_NOSIGNAL);
+	sqe_on(sqe, c);
 	io_uring_sqe_set_data64(sqe, gw_ud(c->idx, c->gen, GW_OP_SEND));
 	c->flags |= GW_F_SEND;
 	c->inflight++;
@@ -1017,6 +1050,8 @@ void gw_conn_cqe(void *ctx, struct io_uring_cqe *cqe)
 		on_recv(w, c, cqe);
 	else if (op == GW_OP_SEND)
 		on_send(w, c, cqe->res);
+	else if (op == GW_OP_SHUT)
+		c->inflight--;
 }
 
 /* ------------------------------------------------------------ accept */
@@ -1094,6 +1129,13 @@ void gw_accept_cqe(void *ctx, struct io_uring_cqe *cqe)
 	c = conn_alloc(w);
 	atomic_store_explicit(&w->m.conns, (long)w->nconns, memory_order_relaxed);
 	c->fd = fd;
+	if (c->idx < w->nfixed &&
+	    io_uring_register_files_update(cm_loop_ring(w->loop), c->idx, &fd, 1) == 1) {
+		/* the table holds the socket now: the descriptor goes */
+		close(fd);
+		c->fd = (int)c->idx;
+		c->flags |= GW_F_FIXED;
+	}
 	c->last_rx = rel_now(w);
 	if (which == 1) {
 		c->flags |= GW_F_TLS;

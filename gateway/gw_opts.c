@@ -48,6 +48,8 @@ static const char usage[] =
 	"  --max-subscriptions N      streams per connection (default 1000; 413 beyond)\n"
 	"  --recv-buffers N           provided receive buffers per thread (128)\n"
 	"  --recv-buffer-size N       bytes each (4096)\n"
+	"  --fixed-files auto|on|off  client sockets in io_uring's file table, not\n"
+	"                             the descriptor table (auto: on kernels 6.13+)\n"
 	"  --log-level L              debug|info|warn|error (default info)\n"
 	"  --help                     this text\n"
 	"Durations: seconds, or with a suffix ms/s/m (500ms). Sizes: bytes or k/KiB/m/MiB/g/GiB.\n";
@@ -56,7 +58,7 @@ enum {
 	O_LISTEN = 256, O_TLS, O_CERT, O_KEY, O_THREADS, O_ID, O_REDIS, O_PREFIX, O_AUTH,
 	O_SECRET, O_ADMIN, O_MAXCONNS, O_MAXMSG, O_MAXQ, O_MAXQT, O_SNDBUF, O_PING, O_IDLE, O_HS, O_DRAIN,
 	O_PUB, O_RATE, O_BURST, O_MAXSUBS, O_RBUFS, O_RBUFSZ, O_LOG, O_HELP,
-	O_TKFILE, O_TKPERIOD,
+	O_TKFILE, O_TKPERIOD, O_FIXED,
 };
 
 static const struct option longopts[] = {
@@ -75,6 +77,7 @@ static const struct option longopts[] = {
 	{ "max-message-bytes", required_argument, NULL, O_MAXMSG },
 	{ "max-queued-bytes", required_argument, NULL, O_MAXQ },
 	{ "max-queued-total", required_argument, NULL, O_MAXQT },
+	{ "fixed-files", required_argument, NULL, O_FIXED },
 	{ "sndbuf", required_argument, NULL, O_SNDBUF },
 	{ "ping-interval", required_argument, NULL, O_PING },
 	{ "idle-timeout", required_argument, NULL, O_IDLE },
@@ -220,6 +223,7 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 	o->cmd_burst = 200;
 	o->max_subs = 1000;
 	o->recv_buffers = 128;
+	o->fixed_files = GW_FIXED_AUTO;
 	o->recv_buffer_size = 4096;
 	o->log_level = CM_LOG_INFO;
 	o->ticket_period_ms = 3600 * 1000;
@@ -316,6 +320,16 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 		case O_MAXQ:
 			if (cm_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return cm_flag_fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
+			break;
+		case O_FIXED:
+			if (!strcmp(v, "auto"))
+				o->fixed_files = GW_FIXED_AUTO;
+			else if (!strcmp(v, "on"))
+				o->fixed_files = GW_FIXED_ON;
+			else if (!strcmp(v, "off"))
+				o->fixed_files = GW_FIXED_OFF;
+			else
+				return cm_flag_fail(err, errcap, "--fixed-files: auto, on or off, not '%s'", v);
 			break;
 		case O_MAXQT:
 			if (cm_parse_size64(v, &o->max_queued_total) ||

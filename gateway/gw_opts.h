@@ -48,6 +48,7 @@ struct gw_opts {
 	uint32_t cmd_rate, cmd_burst; /* commands per second per connection */
 	uint32_t max_subs;          /* subscriptions per connection */
 	uint32_t recv_buffers, recv_buffer_size;
+	enum gw_fixed { GW_FIXED_AUTO, GW_FIXED_ON, GW_FIXED_OFF } fixed_files;
 	enum cm_log_level log_level;
 };
 

@@ -16,7 +16,9 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 static uint32_t tick_ms_for(const struct gw_opts *o)
@@ -32,6 +34,50 @@ static uint32_t tick_ms_for(const struct gw_opts *o)
 	if (m > 250)
 		m = 250;
 	return m;
+}
+
+/* Kernels before 6.13 release a file removed from a ring's table only once
+ * every request issued before the removal has completed, in order: a
+ * multishot receive held by a long-lived client would keep the sockets of
+ * every client closed after it open. 6.13 gives each file its own
+ * reference count. */
+static bool kernel_frees_fixed_files_alone(void)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 13);
+}
+
+/* Client sockets go into the ring's file table, out of the descriptor
+ * table: no descriptor lookup per operation, and nothing that walks
+ * /proc/PID/fd (fd-counting exporters, agents) pays per connection. One
+ * slot per connection slot, up to what the descriptor limit allows. */
+static void fixed_files_init(struct gw *g, struct gw_worker *w)
+{
+	const struct gw_opts *o = g->o;
+	struct rlimit rl;
+	uint64_t n = ((uint64_t)g->max_held + GW_CHUNK - 1) / GW_CHUNK * GW_CHUNK;
+	int ret;
+
+	if (o->fixed_files == GW_FIXED_OFF ||
+	    (o->fixed_files == GW_FIXED_AUTO && !kernel_frees_fixed_files_alone()))
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+		n = rl.rlim_cur;
+	if (n > UINT32_MAX / 2)
+		n = UINT32_MAX / 2;
+	ret = io_uring_register_files_sparse(cm_loop_ring(w->loop), (unsigned)n);
+	if (ret < 0) {
+		if (w->id == 0)
+			cm_warn("fixed files: %s; client sockets stay descriptors", strerror(-ret));
+		return;
+	}
+	w->nfixed = (uint32_t)n;
+	if (w->id == 0)
+		cm_info("fixed files: on, %u slots per thread", w->nfixed);
 }
 
 static struct gw_worker *worker_new(struct gw *g, unsigned id)
@@ -53,6 +99,7 @@ static struct gw_worker *worker_new(struct gw *g, unsigned id)
 	}
 	w->epoch_ms = cm_now_ms();
 	w->queued_limit = g->o->max_queued_total ? g->o->max_queued_total / g->nworkers : UINT64_MAX;
+	fixed_files_init(g, w);
 	gw_wheel_init(&w->wheel, 1024, tick_ms_for(g->o), w->epoch_ms, gw_wheel_link_of, w);
 	gw_htab_init(&w->lstreams);
 	w->ping = cm_packet_frame(CM_WS_PING, NULL, 0);

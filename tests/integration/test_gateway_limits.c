@@ -8,6 +8,7 @@
  * pings without reading holding one queued pong, not one per ping. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -412,6 +413,70 @@ Test(gateway_limits, queued_bytes_shows_the_backlogs_and_no_total_means_no_1013)
 	th_ws_free(fast);
 	th_ws_free(pub);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+static int fd_count(pid_t pid)
+{
+	char path[64];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	cr_assert(d, "%s", path);
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* --fixed-files on: client sockets live in the ring's file table, not the
+ * descriptor table, so /proc/PID/fd (what fd-counting exporters walk) does
+ * not grow with the clients; they work as before, and a socket the gateway
+ * closes really closes (the client sees its FIN). Off: one descriptor each. */
+static void fixed_files_case(const char *mode, bool fixed)
+{
+	enum { PLAIN = 60, TLS = 20 };
+	struct th_gw gw;
+	struct th_ws *ws[PLAIN + TLS];
+
+	th_gw_start(&gw, &(struct th_gw_opts){ .tls_cert_kind = "ec", .threads = 1,
+					       .extra = { "--fixed-files", mode, NULL } });
+	int base = fd_count(gw.proc->pid);
+	for (int i = 0; i < PLAIN + TLS; i++) {
+		char t[64];
+		snprintf(t, sizeof(t), "/ws?user=u%d", i);
+		struct th_ws_opts so = { .port = i < PLAIN ? gw.port : gw.tls_port, .target = t,
+					 .tls = i >= PLAIN };
+		ws[i] = th_ws_connect(&so);
+		cr_assert(ws[i] && ws[i]->upgraded, "client %d", i);
+		cr_assert_eq(th_ws_subscribe(ws[i], "room"), 0);
+	}
+	int grown = fd_count(gw.proc->pid) - base;
+	if (fixed)
+		cr_assert(grown < 8, "%s: %d descriptors more for %d clients", mode, grown, PLAIN + TLS);
+	else
+		cr_assert(grown >= PLAIN + TLS - 8, "%s: %d descriptors more for %d clients", mode, grown,
+			  PLAIN + TLS);
+	cr_assert_eq(th_ws_publish(ws[0], "room", "hi", 2), 0);
+	for (int i = 0; i < PLAIN + TLS; i++)
+		th_ws_expect_push(ws[i], "room", 1, "hi", 2);
+	/* a protocol error (an unmasked frame): close 1002, then the FIN */
+	static const uint8_t unmasked[] = { 0x81, 0x02, 'h', 'i' };
+	for (int i = PLAIN - 1; i <= PLAIN; i++) {
+		cr_assert_eq(th_ws_send_raw(ws[i], unmasked, sizeof(unmasked)), 0);
+		cr_assert(th_ws_wait_eof(ws[i], 5000), "%s: client %d saw no FIN", mode, i);
+		cr_assert(ws[i]->got_close && ws[i]->close_code == 1002, "close %u",
+			  ws[i]->close_code);
+	}
+	for (int i = 0; i < PLAIN + TLS; i++)
+		th_ws_free(ws[i]);
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections", NULL) == 0, 5000));
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
+Test(gateway_limits, fixed_files_keep_client_sockets_out_of_the_descriptor_table)
+{
+	fixed_files_case("on", true);
+	fixed_files_case("off", false);
 }
 
 static long rss_kb(pid_t pid)
