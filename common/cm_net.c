@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 int cm_parse_hostport(const char *s, char *host, size_t host_cap, int *port)
@@ -123,6 +124,16 @@ void cm_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int optname
 /* TCP_QUICKACK's even values leave the socket in ping-pong mode afterwards;
  * 2 (odd bit clear, nonzero) flushes the pending ACK first. */
 static const int ack_hold_val = 0, ack_flush_val = 2;
+
+bool cm_fixed_files_safe(void)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 13);
+}
 
 void cm_ack_hold(int fd)
 {

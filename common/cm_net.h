@@ -46,6 +46,13 @@ struct cm_ack_flusher {
 	uint64_t via_call;  /* flushes done with setsockopt */
 };
 
+/* True when a socket removed from a ring's registered file table is freed
+ * once its own requests are done (kernel 6.13+). Before, removed files were
+ * freed only when every request issued before the removal had completed, in
+ * order, so a long-lived multishot receive kept the sockets closed after it
+ * open: fixed files for long-lived connections want this. */
+bool cm_fixed_files_safe(void);
+
 void cm_ack_hold(int fd);
 void cm_ack_flusher_init(struct cm_ack_flusher *f);
 

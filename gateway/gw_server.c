@@ -16,9 +16,7 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 static uint32_t tick_ms_for(const struct gw_opts *o)
@@ -36,21 +34,6 @@ static uint32_t tick_ms_for(const struct gw_opts *o)
 	return m;
 }
 
-/* Kernels before 6.13 release a file removed from a ring's table only once
- * every request issued before the removal has completed, in order: a
- * multishot receive held by a long-lived client would keep the sockets of
- * every client closed after it open. 6.13 gives each file its own
- * reference count. */
-static bool kernel_frees_fixed_files_alone(void)
-{
-	struct utsname u;
-	unsigned major = 0, minor = 0;
-
-	if (uname(&u) || sscanf(u.release, "%u.%u", &major, &minor) != 2)
-		return false;
-	return major > 6 || (major == 6 && minor >= 13);
-}
-
 /* Client sockets go into the ring's file table, out of the descriptor
  * table: no descriptor lookup per operation, and nothing that walks
  * /proc/PID/fd (fd-counting exporters, agents) pays per connection. One
@@ -63,7 +46,7 @@ static void fixed_files_init(struct gw *g, struct gw_worker *w)
 	int ret;
 
 	if (o->fixed_files == GW_FIXED_OFF ||
-	    (o->fixed_files == GW_FIXED_AUTO && !kernel_frees_fixed_files_alone()))
+	    (o->fixed_files == GW_FIXED_AUTO && !cm_fixed_files_safe()))
 		return;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
 		n = rl.rlim_cur;

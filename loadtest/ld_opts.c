@@ -74,6 +74,10 @@ void ld_opts_usage(FILE *out)
 "                      an io_uring socket command on Linux 6.7 and later)\n"
 "                      instead of at once from the kernel's receive path,\n"
 "                      which on loopback runs on the sender's core\n"
+"  --no-fixed-files    keep the client sockets in the descriptor table (by\n"
+"                      default, on Linux 6.13 and later, they live in each\n"
+"                      worker's io_uring file table; clients of the slow\n"
+"                      scenario keep descriptors either way)\n"
 "  --timeline-ms MS    the JSON timeline's interval, 100..60000 (1000): each\n"
 "                      point has the p99 of the messages received in it;\n"
 "                      100 shows latency spikes a second's p99 blurs\n"
@@ -175,7 +179,7 @@ enum {
 	O_DURATION, O_DRAIN, O_SETTLE, O_PAYLOAD, O_SLOW_PCT, O_CHURN_RATE, O_UNTIL_FAIL,
 	O_MAX_P99, O_REDIS, O_REDIS_PREFIX, O_STREAM_PREFIX, O_FORMAT, O_AUTH, O_JWT_FILE,
 	O_OUT, O_QUIET, O_HELP, O_PIPELINE, O_USER_PREFIX, O_READY, O_BATCH, O_BATCH_US,
-	O_ACK_ON_READ, O_TIMELINE_MS,
+	O_ACK_ON_READ, O_TIMELINE_MS, O_NO_FIXED,
 };
 
 static const struct option longopts[] = {
@@ -214,6 +218,7 @@ static const struct option longopts[] = {
 	{ "batch", required_argument, NULL, O_BATCH },
 	{ "batch-us", required_argument, NULL, O_BATCH_US },
 	{ "ack-on-read", no_argument, NULL, O_ACK_ON_READ },
+	{ "no-fixed-files", no_argument, NULL, O_NO_FIXED },
 	{ "timeline-ms", required_argument, NULL, O_TIMELINE_MS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -250,6 +255,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 	o->pipeline = 256;
 	o->batch = 32;
 	o->batch_us = 200;
+	o->fixed_files = true;
 	o->timeline_ms = 1000;
 	snprintf(o->redis_host, sizeof(o->redis_host), "127.0.0.1");
 	o->redis_port = 6379;
@@ -410,6 +416,7 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 				return cm_flag_fail(err, cap, "bad --batch-us '%s' (1..100000)", a);
 			break;
 		case O_ACK_ON_READ: o->ack_on_read = true; break;
+		case O_NO_FIXED: o->fixed_files = false; break;
 		case O_TIMELINE_MS:
 			if (cm_parse_u32(a, 100, 60000, &o->timeline_ms) < 0)
 				return cm_flag_fail(err, cap, "bad --timeline-ms '%s' (100..60000)", a);

@@ -67,6 +67,7 @@ struct ld_opts {
 	unsigned pipeline;        /* max PUBLISH commands per pipelined batch */
 	unsigned batch, batch_us; /* a worker waits for batch completions or batch_us */
 	bool ack_on_read;         /* ACK when the client reads, not from softirq */
+	bool fixed_files;         /* sockets in the ring's file table (kernel 6.13+) */
 	unsigned timeline_ms;     /* the JSON timeline's interval (1000) */
 };
 

@@ -65,6 +65,7 @@ struct ld_conn {
 	uint8_t state;           /* enum ld_cstate */
 	uint8_t inflight;        /* connect, send and receive operations held by the kernel */
 	bool slow, recv_armed, sending, launched, churn;
+	bool fixed;              /* fd is slot (this conn's index) of the ring's file table */
 	int8_t want_close;       /* set by the frame callback: an ld_err, or -2 none */
 	int16_t rstep;           /* step of rcount */
 	uint32_t rcount;         /* unique messages of step rstep */
@@ -105,6 +106,7 @@ struct ld_worker {
 	uint64_t last_sweep_ms;
 	bool ready;              /* ramp finished once */
 	struct cm_ack_flusher ack; /* --ack-on-read */
+	bool fixed;               /* sockets go into the ring's file table (one slot per conn) */
 	SSL_CTX *ssl_ctx;
 	uint8_t scratch[16384];
 	uint64_t rnd;
@@ -206,7 +208,20 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 		io_uring_prep_cancel64(sqe, conn_ud(w, LD_K_RECV, c), 0);
 		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
 	}
-	if (c->fd >= 0) {
+	if (c->fixed) {
+		/* The shutdown takes the file when submitted, as do the
+		 * operations prepared before it; then the slot is emptied (the
+		 * next socket of this conn takes it again). */
+		struct io_uring_sqe *sqe = cm_loop_sqe(w->loop);
+		int none = -1;
+		io_uring_prep_shutdown(sqe, c->fd, SHUT_RDWR);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
+		io_uring_submit(w->ring);
+		io_uring_register_files_update(w->ring, (unsigned)c->fd, &none, 1);
+		c->fixed = false;
+		c->fd = -1;
+	} else if (c->fd >= 0) {
 		/* An operation prepared this turn (a receive, an ACK flush)
 		 * names the descriptor, not the file: let the kernel take its
 		 * file before the number can be reused by the next socket. */
@@ -229,6 +244,13 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 	conn_release_if_done(w, c);
 }
 
+/* An operation on c's socket: c->fd is a file-table slot when c->fixed. */
+static inline void sqe_on(struct io_uring_sqe *sqe, const struct ld_conn *c)
+{
+	if (c->fixed)
+		sqe->flags |= IOSQE_FIXED_FILE;
+}
+
 /* ---------- sending ---------- */
 
 static void send_start(struct ld_worker *w, struct ld_conn *c)
@@ -246,6 +268,7 @@ static void send_start(struct ld_worker *w, struct ld_conn *c)
 	c->inflight++;
 	sqe = cm_loop_sqe(w->loop);
 	io_uring_prep_send(sqe, c->fd, c->sbuf, c->slen, MSG_NOSIGNAL);
+	sqe_on(sqe, c);
 	io_uring_sqe_set_data64(sqe, conn_ud(w, LD_K_SEND, c));
 }
 
@@ -328,6 +351,7 @@ static void on_send(void *ctx, struct io_uring_cqe *cqe)
 		struct io_uring_sqe *sqe = cm_loop_sqe(w->loop);
 		c->inflight++;
 		io_uring_prep_send(sqe, c->fd, c->sbuf + c->soff, c->slen - c->soff, MSG_NOSIGNAL);
+		sqe_on(sqe, c);
 		io_uring_sqe_set_data64(sqe, conn_ud(w, LD_K_SEND, c));
 		return;
 	}
@@ -345,6 +369,7 @@ static void recv_arm(struct ld_worker *w, struct ld_conn *c)
 
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe_on(sqe, c);
 	sqe->buf_group = LD_BGID;
 	io_uring_sqe_set_data64(sqe, conn_ud(w, LD_K_RECV, c));
 	c->recv_armed = true;
@@ -645,7 +670,12 @@ static void ack_flush(struct ld_worker *w, struct ld_conn *c)
 {
 	struct io_uring_sqe *sqe = w->ack.ring ? cm_loop_sqe(w->loop) : NULL;
 
-	cm_ack_flush(&w->ack, sqe, c->fd, cm_ud(LD_K_ACK, 0));
+	/* a socket without a descriptor has no setsockopt call to fall back on
+	 * (fixed files are used only where the ring has socket commands) */
+	if (!sqe && c->fixed)
+		return;
+	if (cm_ack_flush(&w->ack, sqe, c->fd, cm_ud(LD_K_ACK, 0)))
+		sqe_on(sqe, c);
 	w->st->ack_ring = w->ack.via_ring;
 	w->st->ack_call = w->ack.via_call;
 }
@@ -779,6 +809,15 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 		}
 	}
 	c->fd = fd;
+	/* slow clients keep a descriptor: count_slow_cut polls it */
+	if (w->fixed && !c->slow) {
+		unsigned slot = (unsigned)(c - w->conns);
+		if (io_uring_register_files_update(w->ring, slot, &fd, 1) == 1) {
+			close(fd);
+			c->fd = (int)slot;
+			c->fixed = true;
+		}
+	}
 	c->state = LD_C_CONNECTING;
 	c->start_ns = ld_now_ns();
 	c->deadline_ms = cm_loop_now(w->loop) + (uint64_t)(o->connect_timeout * 1000);
@@ -789,7 +828,8 @@ static bool conn_launch(struct ld_worker *w, struct ld_conn *c)
 	c->hs->len = 0;
 	w->st->pending++;
 	sqe = cm_loop_sqe(w->loop);
-	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&t->ss, t->sslen);
+	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&t->ss, t->sslen);
+	sqe_on(sqe, c);
 	io_uring_sqe_set_data64(sqe, conn_ud(w, LD_K_CONNECT, c));
 	sqe->flags |= IOSQE_IO_LINK;
 	c->inflight++;
@@ -1001,6 +1041,12 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx)
 	cm_loop_set_kind(w->loop, LD_K_RECV, on_recv, w);
 	cm_loop_set_kind(w->loop, LD_K_ACK, on_ack, w);
 	cm_ack_flusher_init(&w->ack);
+	/* Sockets in the ring's file table, not the descriptor table: no
+	 * descriptor lookup per operation, and the load does not make
+	 * whatever walks /proc/PID/fd on this machine pay per client. */
+	if (o->fixed_files && w->nconns && cm_fixed_files_safe() &&
+	    io_uring_register_files_sparse(w->ring, w->nconns) == 0)
+		w->fixed = true;
 	w->last_tick_ns = ld_now_ns();
 	cm_timer_start(w->loop, LD_TICK_MS, true, on_tick, w);
 	ld_store(&w->st->state, 1);
