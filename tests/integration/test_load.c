@@ -3,6 +3,7 @@
  * must fail with the documented exit codes. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,82 @@ Test(load, connections_a_gateway_turns_away_are_counted_by_kind)
 	cr_assert_eq(num(hs, "last"), 503);
 	cJSON_Delete(j);
 	cr_assert_eq(th_gw_stop(&gw, 15000), 0);
+}
+
+/* Descriptors held by pid and its children (herald-load's workers). */
+static int tree_fds(pid_t pid)
+{
+	DIR *proc = opendir("/proc");
+	int total = 0;
+
+	cr_assert(proc);
+	for (struct dirent *e; (e = readdir(proc));) {
+		char path[300], line[256];
+		int ppid = -1, me = atoi(e->d_name);
+		if (me <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/status", me);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "PPid: %d", &ppid) == 1)
+				break;
+		fclose(f);
+		if (me != pid && ppid != pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd", me);
+		DIR *d = opendir(path);
+		for (struct dirent *x; d && (x = readdir(d));)
+			total += x->d_name[0] != '.';
+		if (d)
+			closedir(d);
+	}
+	closedir(proc);
+	return total;
+}
+
+/* By default (kernel 6.13+) the clients' sockets live in the workers'
+ * io_uring file tables: holding 300 clients adds no descriptors, so
+ * whatever walks /proc/PID/fd does not pay per client; --no-fixed-files
+ * keeps one descriptor per client. The clients work the same either way. */
+static void held_descriptors(bool fixed)
+{
+	struct th_gw gw;
+	struct th_gw_opts o = { .threads = 1 };
+	char target[32], out[512], ready[512];
+	struct stat sb;
+	enum { N = 300 };
+
+	th_gw_start(&gw, &o);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", gw.port);
+	snprintf(out, sizeof(out), "%s/held-%d.json", th_tmpdir(), fixed);
+	snprintf(ready, sizeof(ready), "%s/held-%d.ready", th_tmpdir(), fixed);
+	char *argv[] = { (char *)th_bin("herald-load"), "--target", target, "--clients", "300",
+			 "--workers", "2", "--rate", "2000", "--duration", "3", "--ready-file", ready,
+			 "--out", out, "--quiet", fixed ? NULL : "--no-fixed-files", NULL };
+	struct th_proc *p = th_spawn(fixed ? "held-fixed" : "held-fds", argv, NULL);
+	cr_assert(TH_WAIT(stat(ready, &sb) == 0, 20000), "the ramp did not finish");
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_ccu", NULL), N);
+	int fds = tree_fds(p->pid);
+	if (fixed)
+		cr_assert(fds < 60, "%d descriptors for %d clients with fixed files", fds, N);
+	else
+		cr_assert(fds >= N, "%d descriptors for %d clients without fixed files", fds, N);
+	cr_assert_eq(th_wait_exit(p, 60000), 0, "herald-load failed (see its log)");
+	cJSON *j = read_json(out);
+	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "connect"), "opened"), N);
+	cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(j, "errors"), "total"), 0);
+	cJSON_Delete(j);
+	/* and they all went when it exited */
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections", NULL) == 0, 5000));
+	cr_assert_eq(th_gw_stop(&gw, 15000), 0);
+}
+
+Test(load, clients_hold_no_descriptors_with_fixed_files)
+{
+	held_descriptors(true);
+	held_descriptors(false);
 }
 
 Test(load, a_bad_flag_exits_2)
