@@ -428,7 +428,7 @@ s_half() {
 		"p99 $(fmt "$(median "${p99s[@]}")" 2) ms" \
 		"p50 $(fmt "$(median "${p50s[@]}")" 2) ms, p999 $(fmt "$(median "${p999s[@]}")" 2) ms; p99 per run: ${p99s[*]}; target p99 < 5 ms"
 	fig "$sec" "p99 of a typical 100-ms window at $half msgs/s (median over the windows of a run, median of ${#perwin[@]} runs)" \
-		"p99 $(fmt "$(median "${perwin[@]}")" 2) ms" "100-ms windows with a p99 over 5 ms, per run: $(printf '%s; ' "${spikes[@]}")the whole-step p99 above is set by those windows (see the notes: most sit on a stall of the host's agent)"
+		"p99 $(fmt "$(median "${perwin[@]}")" 2) ms" "100-ms windows with a p99 over 5 ms, per run: $(printf '%s; ' "${spikes[@]}")the whole-step p99 above is set by those windows (see \"Where the latency tail comes from\")"
 	if [ ${#others[@]} -gt 0 ]; then
 		local o tot=() per=()
 		for o in "${others[@]}"; do

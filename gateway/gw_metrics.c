@@ -126,6 +126,9 @@ static int h_metrics(void *arg, const struct cm_http_req *req, struct cm_buf *b,
 	      (long)g->o->max_conns);
 	counter(b, "herald_gateway_recv_enobufs_total", "Receives that found the buffer ring empty.",
 		SUM(g, enobufs));
+	gauge(b, "herald_gateway_fixed_files",
+	      "1 when client sockets live in the rings' file tables (--fixed-files).",
+	      g->w[0]->nfixed ? 1 : 0);
 	gauge(b, "herald_gateway_queued_bytes",
 	      "Bytes waiting in client write queues (at the end of each worker's turn).",
 	      sum_long(g, offsetof(struct gw_metrics, queued)));

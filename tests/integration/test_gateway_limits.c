@@ -440,6 +440,7 @@ static void fixed_files_case(const char *mode, bool fixed)
 
 	th_gw_start(&gw, &(struct th_gw_opts){ .tls_cert_kind = "ec", .threads = 1,
 					       .extra = { "--fixed-files", mode, NULL } });
+	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_fixed_files", NULL), fixed ? 1 : 0);
 	int base = fd_count(gw.proc->pid);
 	for (int i = 0; i < PLAIN + TLS; i++) {
 		char t[64];
