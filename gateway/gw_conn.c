@@ -138,8 +138,11 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 	CM_ASSERT(c->inflight == 0 && c->state == GW_S_DEAD);
 	if (c->flags & GW_F_FIXED) {
 		/* the slot's reference was the last: the socket closes now */
-		int none = -1;
-		io_uring_register_files_update(cm_loop_ring(w->loop), (unsigned)c->fd, &none, 1);
+		int none = -1, ret;
+		ret = io_uring_register_files_update(cm_loop_ring(w->loop), (unsigned)c->fd, &none, 1);
+		if (ret != 1)
+			cm_warn("file slot %d not emptied: %s (its socket stays open)", c->fd,
+				strerror(ret < 0 ? -ret : EIO));
 	} else if (c->fd >= 0) {
 		close(c->fd);
 	}

@@ -325,6 +325,32 @@ static double overload_closes(const struct th_gw *gw)
 	return th_gw_metric(gw, "herald_gateway_connections_closed_total", "overloaded");
 }
 
+enum { FLOOD_SIZE = 16 * 1024, FLOOD_COUNT = 64 };
+
+/* Two clients that never read (4 KiB receive buffers; the second over TLS
+ * when tls2), one that keeps up and a publisher, all on stream "flood",
+ * which then gets FLOOD_COUNT messages of FLOOD_SIZE bytes (1 MB), each
+ * read by the fast client before the next is published. */
+static void flood_two_slow(const struct th_gw *gw, bool tls2, struct th_ws **slow1,
+			   struct th_ws **slow2, struct th_ws **fast, struct th_ws **pub)
+{
+	struct th_ws_opts so = { .port = gw->port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
+	*slow1 = th_ws_connect(&so);
+	so.target = "/ws?user=slow2";
+	if (tls2) {
+		so.port = gw->tls_port;
+		so.tls = true;
+	}
+	*slow2 = th_ws_connect(&so);
+	cr_assert(*slow1 && (*slow1)->upgraded && *slow2 && (*slow2)->upgraded);
+	cr_assert_eq(th_ws_subscribe(*slow1, "flood"), 0);
+	cr_assert_eq(th_ws_subscribe(*slow2, "flood"), 0);
+	*fast = th_ws_open(gw->port, "/ws?user=fast");
+	cr_assert_eq(th_ws_subscribe(*fast, "flood"), 0);
+	*pub = th_ws_open(gw->port, "/ws?user=pub");
+	th_ws_flood(*pub, *fast, "flood", FLOOD_SIZE, FLOOD_COUNT);
+}
+
 /* --max-queued-total: two clients that never read, each far below
  * --max-queued-bytes (1 MiB), hold more than the gateway's budget between
  * them; each is above its fair share (budget / open connections), so each
@@ -337,33 +363,21 @@ Test(gateway_limits, max_queued_total_closes_the_backlogs_above_their_share_with
 				 .threads = 1,
 				 .extra = { "--sndbuf", "16k", "--max-queued-total", "128k",
 					    "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
-	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
-	struct th_ws *slow1 = th_ws_connect(&so);
-	so.target = "/ws?user=slow2";
-	struct th_ws *slow2 = th_ws_connect(&so);
-	cr_assert(slow1 && slow1->upgraded && slow2 && slow2->upgraded);
-	cr_assert_eq(th_ws_subscribe(slow1, "flood"), 0);
-	cr_assert_eq(th_ws_subscribe(slow2, "flood"), 0);
-	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
-	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
-	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
-
+	struct th_ws *slow1, *slow2, *fast, *pub;
 	/* 1 MB: each slow client's backlog passes 128k, far from 1 MiB */
-	const size_t size = 16 * 1024;
-	const int count = 64;
-	th_ws_flood(pub, fast, "flood", size, count);
+	flood_two_slow(&gw, false, &slow1, &slow2, &fast, &pub);
 	cr_assert(TH_WAIT(overload_closes(&gw) == 2, 5000), "overload closes: %g",
 		  overload_closes(&gw));
 	cr_assert_eq(slow_closes(&gw), 0);
 	cr_assert(TH_WAIT(ccu(&gw) == 2, 5000), "ccu %g", ccu(&gw));
-	expect_whole_frames_then(slow1, size, 1013);
-	expect_whole_frames_then(slow2, size, 1013);
+	expect_whole_frames_then(slow1, FLOOD_SIZE, 1013);
+	expect_whole_frames_then(slow2, FLOOD_SIZE, 1013);
 	/* the budget's count went back with the queues */
 	cr_assert(TH_WAIT(queued_bytes(&gw) == 0, 5000), "queued bytes %g", queued_bytes(&gw));
 	cr_assert_eq(th_ws_publish(pub, "flood", "after", 5), 0);
 	struct cm_smsg pm;
 	cr_assert_eq(th_ws_next_push(fast, &pm, 5000), 1);
-	cr_assert_eq(pm.offset, (uint64_t)count + 1);
+	cr_assert_eq(pm.offset, (uint64_t)FLOOD_COUNT + 1);
 	cm_smsg_release(&pm);
 	th_ws_free(slow1);
 	th_ws_free(slow2);
@@ -384,21 +398,8 @@ Test(gateway_limits, queued_bytes_shows_the_backlogs_and_no_total_means_no_1013)
 				 .extra = { "--sndbuf", "16k", "--max-queued-total", "0",
 					    "--max-queued-bytes", "4m", "--cmd-rate", "100000",
 					    "--cmd-burst", "100000", NULL } });
-	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
-	struct th_ws *slow1 = th_ws_connect(&so);
-	struct th_ws_opts to = { .port = gw.tls_port, .target = "/ws?user=slow2", .tls = true,
-				 .rcvbuf = 4096 };
-	struct th_ws *slow2 = th_ws_connect(&to);
-	cr_assert(slow1 && slow1->upgraded && slow2 && slow2->upgraded);
-	cr_assert_eq(th_ws_subscribe(slow1, "flood"), 0);
-	cr_assert_eq(th_ws_subscribe(slow2, "flood"), 0);
-	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
-	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
-	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
-
-	const size_t size = 16 * 1024;
-	const int count = 64;
-	th_ws_flood(pub, fast, "flood", size, count);
+	struct th_ws *slow1, *slow2, *fast, *pub;
+	flood_two_slow(&gw, true, &slow1, &slow2, &fast, &pub);
 	/* 1 MB each, less what the kernel took (a 16k send buffer, a 4k
 	 * receive buffer) and, for TLS, up to two 64-KiB batches of records */
 	cr_assert(TH_WAIT(queued_bytes(&gw) > 1.5e6, 5000), "queued bytes %g", queued_bytes(&gw));
