@@ -883,12 +883,14 @@ static void tls_flush(struct gw_worker *w, struct gw_conn *c)
 					break;
 				}
 			}
-			q->head_off = new_head;
+			/* head_off moves only once the bytes are encrypted: a kill
+			 * here drops the queue from where it stood */
 			if (SSL_write(c->ssl, w->scratch, (int)chunk) <= 0) {
 				ERR_clear_error();
 				conn_kill(w, c, GW_R_TLS_FAILED);
 				return;
 			}
+			q->head_off = new_head;
 			queued_sub(w, c, (uint32_t)chunk);
 			for (uint32_t i = 0; i < used; i++)
 				cm_packet_unref(q->p[i]);

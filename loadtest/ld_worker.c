@@ -42,6 +42,7 @@ enum {
 	LD_K_SEND,
 	LD_K_RECV,
 	LD_K_ACK,
+	LD_K_SHUT,    /* shutdown of a socket in the file table */
 };
 
 enum ld_cstate { LD_C_IDLE = 0, LD_C_CONNECTING, LD_C_TLS, LD_C_HTTP, LD_C_OPEN, LD_C_DEAD };
@@ -161,9 +162,17 @@ static bool ud_current(struct ld_conn *c, uint64_t ud)
 
 static void conn_release_if_done(struct ld_worker *w, struct ld_conn *c)
 {
-	(void)w;
 	if (c->state != LD_C_DEAD || c->inflight)
 		return;
+	if (c->fixed) {
+		/* every operation on the slot, the shutdown included, is done:
+		 * emptying it drops the last reference and closes the socket,
+		 * and the conn's next socket may take the slot again */
+		int none = -1;
+		io_uring_register_files_update(w->ring, (unsigned)c->fd, &none, 1);
+		c->fixed = false;
+		c->fd = -1;
+	}
 	free(c->sbuf);
 	c->sbuf = NULL;
 	c->sending = false;
@@ -209,18 +218,15 @@ static void conn_close(struct ld_worker *w, struct ld_conn *c, int err)
 		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
 	}
 	if (c->fixed) {
-		/* The shutdown takes the file when submitted, as do the
-		 * operations prepared before it; then the slot is emptied (the
-		 * next socket of this conn takes it again). */
+		/* The kernel runs a shutdown in a worker thread, which looks
+		 * the slot up when it gets to it: the slot stays filled until
+		 * the shutdown (counted in flight) and every other operation
+		 * are done, then conn_release_if_done empties it. */
 		struct io_uring_sqe *sqe = cm_loop_sqe(w->loop);
-		int none = -1;
 		io_uring_prep_shutdown(sqe, c->fd, SHUT_RDWR);
 		sqe->flags |= IOSQE_FIXED_FILE;
-		io_uring_sqe_set_data64(sqe, cm_ud(CM_K_NONE, 0));
-		io_uring_submit(w->ring);
-		io_uring_register_files_update(w->ring, (unsigned)c->fd, &none, 1);
-		c->fixed = false;
-		c->fd = -1;
+		io_uring_sqe_set_data64(sqe, conn_ud(w, LD_K_SHUT, c));
+		c->inflight++;
 	} else if (c->fd >= 0) {
 		/* An operation prepared this turn (a receive, an ACK flush)
 		 * names the descriptor, not the file: let the kernel take its
@@ -684,9 +690,25 @@ static void on_ack(void *ctx, struct io_uring_cqe *cqe)
 {
 	struct ld_worker *w = ctx;
 
-	if (cm_ack_flush_failed(&w->ack, cqe->res))
+	if (!cm_ack_flush_failed(&w->ack, cqe->res))
+		return;
+	if (w->fixed)
+		cm_warn("worker %u: no setsockopt through io_uring (%s): clients in the file table "
+			"no longer flush ACKs (their delayed ACKs count in the latency); run with "
+			"--no-fixed-files", w->idx, strerror(-cqe->res));
+	else
 		cm_info("worker %u: no setsockopt through io_uring (%s); ACKs flush with setsockopt",
 			w->idx, strerror(-cqe->res));
+}
+
+static void on_shut(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct ld_worker *w = ctx;
+	struct ld_conn *c = ud_conn(w, cqe->user_data);
+
+	CM_ASSERT(ud_current(c, cqe->user_data) && c->inflight > 0);
+	c->inflight--;
+	conn_release_if_done(w, c);
 }
 
 static void on_recv(void *ctx, struct io_uring_cqe *cqe)
@@ -1040,6 +1062,7 @@ int ld_worker_run(const struct ld_opts *o, struct ld_shared *sh, unsigned idx)
 	cm_loop_set_kind(w->loop, LD_K_SEND, on_send, w);
 	cm_loop_set_kind(w->loop, LD_K_RECV, on_recv, w);
 	cm_loop_set_kind(w->loop, LD_K_ACK, on_ack, w);
+	cm_loop_set_kind(w->loop, LD_K_SHUT, on_shut, w);
 	cm_ack_flusher_init(&w->ack);
 	/* Sockets in the ring's file table, not the descriptor table: no
 	 * descriptor lookup per operation, and the load does not make

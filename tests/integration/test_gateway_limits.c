@@ -429,10 +429,46 @@ static int fd_count(pid_t pid)
 	return n;
 }
 
+/* Sockets in the file tables of pid's rings: /proc/PID/fdinfo of an
+ * io_uring descriptor lists the table's filled slots ("   N: socket:[..]"). */
+static int ring_sockets(pid_t pid)
+{
+	char path[300], link[128], line[256];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	cr_assert(d, "%s", path);
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid, e->d_name);
+		ssize_t k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = 0;
+		if (strcmp(link, "anon_inode:[io_uring]"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned slot;
+			char what[16];
+			if (sscanf(line, " %u: %15[^[]", &slot, what) == 2 && !strcmp(what, "socket:"))
+				n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
 /* --fixed-files on: client sockets live in the ring's file table, not the
  * descriptor table, so /proc/PID/fd (what fd-counting exporters walk) does
- * not grow with the clients; they work as before, and a socket the gateway
- * closes really closes (the client sees its FIN). Off: one descriptor each. */
+ * not grow with the clients; they work as before, a close reaches the
+ * client, and a freed connection's slot is emptied (the ring's fdinfo lists
+ * no socket once they are all gone). Off: one descriptor each. */
 static void fixed_files_case(const char *mode, bool fixed)
 {
 	enum { PLAIN = 60, TLS = 20 };
@@ -453,6 +489,8 @@ static void fixed_files_case(const char *mode, bool fixed)
 		cr_assert_eq(th_ws_subscribe(ws[i], "room"), 0);
 	}
 	int grown = fd_count(gw.proc->pid) - base;
+	cr_assert_eq(ring_sockets(gw.proc->pid), fixed ? PLAIN + TLS : 0, "%s: %d sockets in the table",
+		     mode, ring_sockets(gw.proc->pid));
 	if (fixed)
 		cr_assert(grown < 8, "%s: %d descriptors more for %d clients", mode, grown, PLAIN + TLS);
 	else
@@ -472,6 +510,7 @@ static void fixed_files_case(const char *mode, bool fixed)
 	for (int i = 0; i < PLAIN + TLS; i++)
 		th_ws_free(ws[i]);
 	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections", NULL) == 0, 5000));
+	cr_assert_eq(ring_sockets(gw.proc->pid), 0, "%s: sockets left in the table", mode);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
