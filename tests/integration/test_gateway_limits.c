@@ -250,6 +250,26 @@ Test(gateway_limits, a_slow_consumer_that_reads_late_still_gets_whole_frames_and
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
 }
 
+/* Once its close frame and FIN are out, the gateway waits a second for the
+ * client's FIN, not the five it gives a client still taking its last
+ * frames: a client that never closes its side is let go within about 1 s
+ * (3 s allowed) of the close reaching it. */
+Test(gateway_limits, a_client_that_never_closes_is_let_go_a_second_after_our_fin)
+{
+	struct th_gw gw;
+	th_gw_start(&gw, &(struct th_gw_opts){ .threads = 1 });
+	struct th_ws *ws = th_ws_open(gw.port, "/ws?user=stays");
+	static const uint8_t unmasked[] = { 0x81, 0x02, 'h', 'i' };
+	cr_assert_eq(th_ws_send_raw(ws, unmasked, sizeof(unmasked)), 0);
+	cr_assert(th_ws_wait_eof(ws, 5000), "no FIN from the gateway");
+	cr_assert(ws->got_close && ws->close_code == 1002, "close %u", ws->close_code);
+	/* the client keeps its socket open */
+	cr_assert(TH_WAIT(th_gw_metric(&gw, "herald_gateway_connections", NULL) == 0, 3000),
+		  "the gateway still holds the connection 3 s after its FIN");
+	th_ws_free(ws);
+	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
+}
+
 /* Publishes n messages of size bytes (filled with letters from `fill`) in
  * one write, so that they reach the gateway together, and waits for the n
  * replies. */
