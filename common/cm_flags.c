@@ -70,6 +70,14 @@ int cm_parse_size(const char *s, uint32_t *out)
 	return 0;
 }
 
+int cm_parse_choice(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (!strcmp(s, names[i]))
+			return (int)i;
+	return -1;
+}
+
 int cm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;

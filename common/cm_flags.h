@@ -17,6 +17,10 @@ int cm_parse_duration_ms(const char *s, uint32_t *ms);
 int cm_parse_size(const char *s, uint32_t *out);
 int cm_parse_size64(const char *s, uint64_t *out);
 
+/* The index of s among names[0..n) (a keyword flag: --log-level info), or
+ * -1 when it is none of them. */
+int cm_parse_choice(const char *s, const char *const *names, size_t n);
+
 /* A decimal integer within [min, max]; cm_parse_u32 for a 32-bit field. */
 int cm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cm_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);

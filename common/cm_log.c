@@ -8,6 +8,8 @@
 static const char *log_prog = "herald";
 static enum cm_log_level log_min = CM_LOG_INFO;
 
+const char *const cm_log_level_names[4] = { "debug", "info", "warn", "error" };
+
 void cm_log_init(const char *prog, enum cm_log_level min)
 {
 	log_prog = prog;
@@ -16,7 +18,6 @@ void cm_log_init(const char *prog, enum cm_log_level min)
 
 void cm_log(enum cm_log_level lvl, const char *fmt, ...)
 {
-	static const char *names[] = { "debug", "info", "warn", "error" };
 	char line[1024];
 	struct timespec ts;
 	va_list ap;
@@ -26,7 +27,7 @@ void cm_log(enum cm_log_level lvl, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	n = snprintf(line, sizeof(line), "%lld.%03ld %s %s: ", (long long)ts.tv_sec,
-		     ts.tv_nsec / 1000000, names[lvl], log_prog);
+		     ts.tv_nsec / 1000000, cm_log_level_names[lvl], log_prog);
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

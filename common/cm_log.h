@@ -11,6 +11,9 @@
 
 enum cm_log_level { CM_LOG_DEBUG, CM_LOG_INFO, CM_LOG_WARN, CM_LOG_ERROR };
 
+/* "debug", "info", "warn", "error": the level names printed and parsed. */
+extern const char *const cm_log_level_names[4];
+
 /* Sets the program name printed on every line and the minimum level. */
 void cm_log_init(const char *prog, enum cm_log_level min);
 void cm_log(enum cm_log_level lvl, const char *fmt, ...)

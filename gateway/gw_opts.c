@@ -321,16 +321,16 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 			if (cm_parse_size(v, &o->max_queued) || o->max_queued < 1024)
 				return cm_flag_fail(err, errcap, "--max-queued-bytes: bad size '%s'", v);
 			break;
-		case O_FIXED:
-			if (!strcmp(v, "auto"))
-				o->fixed_files = GW_FIXED_AUTO;
-			else if (!strcmp(v, "on"))
-				o->fixed_files = GW_FIXED_ON;
-			else if (!strcmp(v, "off"))
-				o->fixed_files = GW_FIXED_OFF;
-			else
+		case O_FIXED: {
+			static const char *const modes[] = { [GW_FIXED_AUTO] = "auto",
+							     [GW_FIXED_ON] = "on",
+							     [GW_FIXED_OFF] = "off" };
+			int m = cm_parse_choice(v, modes, 3);
+			if (m < 0)
 				return cm_flag_fail(err, errcap, "--fixed-files: auto, on or off, not '%s'", v);
+			o->fixed_files = (enum gw_fixed)m;
 			break;
+		}
 		case O_MAXQT:
 			if (cm_parse_size64(v, &o->max_queued_total) ||
 			    (o->max_queued_total && o->max_queued_total < 1024))
@@ -382,18 +382,13 @@ int gw_opts_parse(struct gw_opts *o, int argc, char **argv, char *err, size_t er
 				return cm_flag_fail(err, errcap, "--recv-buffer-size: bad size '%s'", v);
 			o->recv_buffer_size = u;
 			break;
-		case O_LOG:
-			if (!strcmp(v, "debug"))
-				o->log_level = CM_LOG_DEBUG;
-			else if (!strcmp(v, "info"))
-				o->log_level = CM_LOG_INFO;
-			else if (!strcmp(v, "warn"))
-				o->log_level = CM_LOG_WARN;
-			else if (!strcmp(v, "error"))
-				o->log_level = CM_LOG_ERROR;
-			else
+		case O_LOG: {
+			int l = cm_parse_choice(v, cm_log_level_names, 4);
+			if (l < 0)
 				return cm_flag_fail(err, errcap, "--log-level: bad level '%s'", v);
+			o->log_level = (enum cm_log_level)l;
 			break;
+		}
 		case ':':
 			return cm_flag_fail(err, errcap, "%s needs a value", argv[optind - 1]);
 		default:

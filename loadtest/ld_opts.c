@@ -269,11 +269,8 @@ int ld_opts_parse(struct ld_opts *o, int argc, char **argv, char *err, size_t ca
 		const char *a = optarg;
 		switch (c) {
 		case O_SCENARIO: {
-			unsigned i;
-			for (i = 0; i < LD_ARRAY_LEN(scenario_names); i++)
-				if (!strcmp(a, scenario_names[i]))
-					break;
-			if (i == LD_ARRAY_LEN(scenario_names))
+			int i = cm_parse_choice(a, scenario_names, LD_ARRAY_LEN(scenario_names));
+			if (i < 0)
 				return cm_flag_fail(err, cap, "bad --scenario '%s': want connect, fanout, broadcast, churn or slow", a);
 			o->scenario = (enum ld_scenario)i;
 			break;

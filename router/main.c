@@ -116,18 +116,13 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->max_payload = n;
 			break;
 		}
-		case O_LOG:
-			if (!strcmp(v, "debug"))
-				o->level = CM_LOG_DEBUG;
-			else if (!strcmp(v, "info"))
-				o->level = CM_LOG_INFO;
-			else if (!strcmp(v, "warn"))
-				o->level = CM_LOG_WARN;
-			else if (!strcmp(v, "error"))
-				o->level = CM_LOG_ERROR;
-			else
+		case O_LOG: {
+			int l = cm_parse_choice(v, cm_log_level_names, 4);
+			if (l < 0)
 				return fail("--log-level: unknown level '%s'", v);
+			o->level = (enum cm_log_level)l;
 			break;
+		}
 		case O_HELP:
 			fputs(usage, stdout);
 			return 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cm_flags.h"
+#include "cm_log.h"
 
 Test(cm_flags, durations_take_ms_s_m_and_plain_seconds)
 {
@@ -56,6 +57,18 @@ Test(cm_flags, sizes_take_binary_units)
 	cr_assert_eq(cm_parse_size64("17179869184G", &w), -1);
 	cr_assert_eq(cm_parse_size64("1T", &w), -1);
 	cr_assert_eq(w, 0);
+}
+
+Test(cm_flags, choices_are_whole_names)
+{
+	static const char *const names[] = { "auto", "on", "off" };
+	cr_assert_eq(cm_parse_choice("auto", names, 3), 0);
+	cr_assert_eq(cm_parse_choice("off", names, 3), 2);
+	cr_assert_eq(cm_parse_choice("of", names, 3), -1);
+	cr_assert_eq(cm_parse_choice("offf", names, 3), -1);
+	cr_assert_eq(cm_parse_choice("", names, 3), -1);
+	cr_assert_eq(cm_parse_choice(NULL, names, 3), -1);
+	cr_assert_eq(cm_parse_choice("error", cm_log_level_names, 4), CM_LOG_ERROR);
 }
 
 Test(cm_flags, uints_are_bounded_and_whole)
