@@ -228,13 +228,8 @@ Test(gateway_limits, a_slow_consumer_that_reads_late_still_gets_whole_frames_and
 				 .threads = 1,
 				 .extra = { "--sndbuf", "16k", "--max-queued-bytes", "64k",
 					    "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
-	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow", .rcvbuf = 4096 };
-	struct th_ws *slow = th_ws_connect(&so);
-	cr_assert(slow && slow->upgraded);
-	cr_assert_eq(th_ws_subscribe(slow, "flood"), 0);
-	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
-	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
-	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+	struct th_ws *slow, *fast, *pub;
+	th_ws_flood_clients(gw.port, 0, 1, &slow, &fast, &pub);
 
 	const size_t size = 16 * 1024;
 	th_ws_flood(pub, fast, "flood", size, 32);
@@ -347,30 +342,6 @@ static double overload_closes(const struct th_gw *gw)
 
 enum { FLOOD_SIZE = 16 * 1024, FLOOD_COUNT = 64 };
 
-/* Two clients that never read (4 KiB receive buffers; the second over TLS
- * when tls2), one that keeps up and a publisher, all on stream "flood",
- * which then gets FLOOD_COUNT messages of FLOOD_SIZE bytes (1 MB), each
- * read by the fast client before the next is published. */
-static void flood_two_slow(const struct th_gw *gw, bool tls2, struct th_ws **slow1,
-			   struct th_ws **slow2, struct th_ws **fast, struct th_ws **pub)
-{
-	struct th_ws_opts so = { .port = gw->port, .target = "/ws?user=slow1", .rcvbuf = 4096 };
-	*slow1 = th_ws_connect(&so);
-	so.target = "/ws?user=slow2";
-	if (tls2) {
-		so.port = gw->tls_port;
-		so.tls = true;
-	}
-	*slow2 = th_ws_connect(&so);
-	cr_assert(*slow1 && (*slow1)->upgraded && *slow2 && (*slow2)->upgraded);
-	cr_assert_eq(th_ws_subscribe(*slow1, "flood"), 0);
-	cr_assert_eq(th_ws_subscribe(*slow2, "flood"), 0);
-	*fast = th_ws_open(gw->port, "/ws?user=fast");
-	cr_assert_eq(th_ws_subscribe(*fast, "flood"), 0);
-	*pub = th_ws_open(gw->port, "/ws?user=pub");
-	th_ws_flood(*pub, *fast, "flood", FLOOD_SIZE, FLOOD_COUNT);
-}
-
 /* --max-queued-total: two clients that never read, each far below
  * --max-queued-bytes (1 MiB), hold more than the gateway's budget between
  * them; each is above its fair share (budget / open connections), so each
@@ -383,15 +354,16 @@ Test(gateway_limits, max_queued_total_closes_the_backlogs_above_their_share_with
 				 .threads = 1,
 				 .extra = { "--sndbuf", "16k", "--max-queued-total", "128k",
 					    "--cmd-rate", "100000", "--cmd-burst", "100000", NULL } });
-	struct th_ws *slow1, *slow2, *fast, *pub;
+	struct th_ws *slow[2], *fast, *pub;
+	th_ws_flood_clients(gw.port, 0, 2, slow, &fast, &pub);
 	/* 1 MB: each slow client's backlog passes 128k, far from 1 MiB */
-	flood_two_slow(&gw, false, &slow1, &slow2, &fast, &pub);
+	th_ws_flood(pub, fast, "flood", FLOOD_SIZE, FLOOD_COUNT);
 	cr_assert(TH_WAIT(overload_closes(&gw) == 2, 5000), "overload closes: %g",
 		  overload_closes(&gw));
 	cr_assert_eq(slow_closes(&gw), 0);
 	cr_assert(TH_WAIT(ccu(&gw) == 2, 5000), "ccu %g", ccu(&gw));
-	expect_whole_frames_then(slow1, FLOOD_SIZE, 1013);
-	expect_whole_frames_then(slow2, FLOOD_SIZE, 1013);
+	expect_whole_frames_then(slow[0], FLOOD_SIZE, 1013);
+	expect_whole_frames_then(slow[1], FLOOD_SIZE, 1013);
 	/* the budget's count went back with the queues */
 	cr_assert(TH_WAIT(queued_bytes(&gw) == 0, 5000), "queued bytes %g", queued_bytes(&gw));
 	cr_assert_eq(th_ws_publish(pub, "flood", "after", 5), 0);
@@ -399,8 +371,8 @@ Test(gateway_limits, max_queued_total_closes_the_backlogs_above_their_share_with
 	cr_assert_eq(th_ws_next_push(fast, &pm, 5000), 1);
 	cr_assert_eq(pm.offset, (uint64_t)FLOOD_COUNT + 1);
 	cm_smsg_release(&pm);
-	th_ws_free(slow1);
-	th_ws_free(slow2);
+	th_ws_free(slow[0]);
+	th_ws_free(slow[1]);
 	th_ws_free(fast);
 	th_ws_free(pub);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
@@ -418,35 +390,23 @@ Test(gateway_limits, queued_bytes_shows_the_backlogs_and_no_total_means_no_1013)
 				 .extra = { "--sndbuf", "16k", "--max-queued-total", "0",
 					    "--max-queued-bytes", "4m", "--cmd-rate", "100000",
 					    "--cmd-burst", "100000", NULL } });
-	struct th_ws *slow1, *slow2, *fast, *pub;
-	flood_two_slow(&gw, true, &slow1, &slow2, &fast, &pub);
+	struct th_ws *slow[2], *fast, *pub;
+	th_ws_flood_clients(gw.port, gw.tls_port, 2, slow, &fast, &pub);
+	th_ws_flood(pub, fast, "flood", FLOOD_SIZE, FLOOD_COUNT);
 	/* 1 MB each, less what the kernel took (a 16k send buffer, a 4k
 	 * receive buffer) and, for TLS, up to two 64-KiB batches of records */
 	cr_assert(TH_WAIT(queued_bytes(&gw) > 1.5e6, 5000), "queued bytes %g", queued_bytes(&gw));
 	cr_assert_eq(overload_closes(&gw), 0);
 	cr_assert_eq(slow_closes(&gw), 0);
-	th_ws_free(slow1);
+	th_ws_free(slow[0]);
 	cr_assert(TH_WAIT(queued_bytes(&gw) > 0 && queued_bytes(&gw) < 1.1e6, 5000),
 		  "queued bytes %g after the plain client left", queued_bytes(&gw));
-	th_ws_free(slow2);
+	th_ws_free(slow[1]);
 	cr_assert(TH_WAIT(queued_bytes(&gw) == 0, 5000), "queued bytes %g", queued_bytes(&gw));
 	cr_assert_eq(ccu(&gw), 2);
 	th_ws_free(fast);
 	th_ws_free(pub);
 	cr_assert_eq(th_gw_stop(&gw, 10000), 0);
-}
-
-static int fd_count(pid_t pid)
-{
-	char path[64];
-	int n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	cr_assert(d, "%s", path);
-	for (struct dirent *e; (e = readdir(d));)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* Sockets in the file tables of pid's rings: /proc/PID/fdinfo of an
@@ -498,7 +458,7 @@ static void fixed_files_case(const char *mode, bool fixed)
 	th_gw_start(&gw, &(struct th_gw_opts){ .tls_cert_kind = "ec", .threads = 1,
 					       .extra = { "--fixed-files", mode, NULL } });
 	cr_assert_eq(th_gw_metric(&gw, "herald_gateway_fixed_files", NULL), fixed ? 1 : 0);
-	int base = fd_count(gw.proc->pid);
+	int base = th_fd_count(gw.proc->pid);
 	for (int i = 0; i < PLAIN + TLS; i++) {
 		char t[64];
 		snprintf(t, sizeof(t), "/ws?user=u%d", i);
@@ -508,7 +468,7 @@ static void fixed_files_case(const char *mode, bool fixed)
 		cr_assert(ws[i] && ws[i]->upgraded, "client %d", i);
 		cr_assert_eq(th_ws_subscribe(ws[i], "room"), 0);
 	}
-	int grown = fd_count(gw.proc->pid) - base;
+	int grown = th_fd_count(gw.proc->pid) - base;
 	cr_assert_eq(ring_sockets(gw.proc->pid), fixed ? PLAIN + TLS : 0, "%s: %d sockets in the table",
 		     mode, ring_sockets(gw.proc->pid));
 	if (fixed)

@@ -120,13 +120,8 @@ Test(gateway_load, slow_consumer_is_closed_and_others_keep_receiving)
 				 .extra = { "--max-queued-bytes", "262144", "--cmd-rate", "100000",
 					    "--cmd-burst", "100000", NULL } });
 	cr_assert_eq(slow_closes(&gw), 0, "no slow-consumer metric at 0");
-	struct th_ws_opts so = { .port = gw.port, .target = "/ws?user=slow", .rcvbuf = 4096 };
-	struct th_ws *slow = th_ws_connect(&so);
-	cr_assert(slow && slow->upgraded);
-	cr_assert_eq(th_ws_subscribe(slow, "flood"), 0);
-	struct th_ws *fast = th_ws_open(gw.port, "/ws?user=fast");
-	cr_assert_eq(th_ws_subscribe(fast, "flood"), 0);
-	struct th_ws *pub = th_ws_open(gw.port, "/ws?user=pub");
+	struct th_ws *slow, *fast, *pub;
+	th_ws_flood_clients(gw.port, 0, 1, &slow, &fast, &pub);
 
 	const size_t size = 32 * 1024;
 	const int count = 300; /* 9.6 MB: far beyond every buffer between gateway and slow */

@@ -326,7 +326,7 @@ static int tree_fds(pid_t pid)
 	cr_assert(proc);
 	for (struct dirent *e; (e = readdir(proc));) {
 		char path[300], line[256];
-		int ppid = -1, me = atoi(e->d_name);
+		int ppid = -1, me = atoi(e->d_name), n;
 		if (me <= 0)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/status", me);
@@ -337,14 +337,8 @@ static int tree_fds(pid_t pid)
 			if (sscanf(line, "PPid: %d", &ppid) == 1)
 				break;
 		fclose(f);
-		if (me != pid && ppid != pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd", me);
-		DIR *d = opendir(path);
-		for (struct dirent *x; d && (x = readdir(d));)
-			total += x->d_name[0] != '.';
-		if (d)
-			closedir(d);
+		if ((me == pid || ppid == pid) && (n = th_fd_count(me)) > 0)
+			total += n;
 	}
 	closedir(proc);
 	return total;

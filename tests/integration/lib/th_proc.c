@@ -2,6 +2,7 @@
 #include "th_proc.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -883,4 +884,18 @@ void th_strv_free(char **v, int n)
 {
 	for (int i = 0; i < n; i++)
 		free(v[i]);
+}
+
+int th_fd_count(pid_t pid)
+{
+	char path[64];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
 }

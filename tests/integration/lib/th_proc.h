@@ -96,6 +96,10 @@ void th_dump_log(struct th_proc *p, size_t bytes);
 /* True when the log file contains needle. */
 bool th_log_contains(struct th_proc *p, const char *needle);
 
+/* Entries of /proc/PID/fd (the descriptors pid holds), or -1 when it is
+ * unreadable (the process is gone). */
+int th_fd_count(pid_t pid);
+
 /* Waits until 127.0.0.1:port accepts a TCP connection. 0 or -ETIMEDOUT. */
 int th_wait_port(int port, int timeout_ms);
 

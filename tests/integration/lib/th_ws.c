@@ -866,6 +866,25 @@ void th_ws_flood(struct th_ws *pub, struct th_ws *reader, const char *stream, si
 	free(big);
 }
 
+void th_ws_flood_clients(int port, int tls_port, int nslow, struct th_ws **slow,
+			 struct th_ws **fast, struct th_ws **pub)
+{
+	cr_assert(nslow >= 1 && nslow <= 2);
+	for (int i = 0; i < nslow; i++) {
+		char t[32];
+		bool tls = tls_port > 0 && i == nslow - 1;
+		snprintf(t, sizeof(t), nslow == 1 ? "/ws?user=slow" : "/ws?user=slow%d", i + 1);
+		struct th_ws_opts so = { .port = tls ? tls_port : port, .target = t, .tls = tls,
+					 .rcvbuf = 4096 };
+		slow[i] = th_ws_connect(&so);
+		cr_assert(slow[i] && slow[i]->upgraded, "slow client %d", i + 1);
+		cr_assert_eq(th_ws_subscribe(slow[i], "flood"), 0);
+	}
+	*fast = th_ws_open(port, "/ws?user=fast");
+	cr_assert_eq(th_ws_subscribe(*fast, "flood"), 0);
+	*pub = th_ws_open(port, "/ws?user=pub");
+}
+
 void th_ws_expect_push(struct th_ws *ws, const char *stream, uint64_t offset, const void *data,
 		       size_t len)
 {

@@ -166,6 +166,13 @@ void th_ws_expect_no_push(struct th_ws *ws, int ms);
 void th_ws_flood(struct th_ws *pub, struct th_ws *reader, const char *stream, size_t size,
 		 int count);
 
+/* The clients of a flood on stream "flood": nslow (1 or 2) that never read,
+ * with 4 KiB receive buffers ("slow", or "slow1" and "slow2"; the last one
+ * over TLS on tls_port when tls_port > 0), one that keeps up ("fast") and
+ * a publisher ("pub") that is not subscribed. */
+void th_ws_flood_clients(int port, int tls_port, int nslow, struct th_ws **slow,
+			 struct th_ws **fast, struct th_ws **pub);
+
 /* Next data message as raw bytes (pushes queued by helpers are not
  * included). Skips pings (answering) and pongs. 1/0/-1 as th_ws_read. */
 int th_ws_next_data(struct th_ws *ws, struct th_ws_msg *m, int timeout_ms);
